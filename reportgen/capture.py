@@ -1,0 +1,106 @@
+"""One forward pass with a hook on every convolution.
+
+The hook hands each conv output to a callback *while the forward pass runs*, so the callback
+can turn it into a grid and let go of it: memory stays flat however large the input, and a
+following ``ReLU(inplace=True)`` cannot change what we recorded, because the callback reads the
+output before the ReLU runs and keeps only what it derived from it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """The static description of a conv layer (what ``print(model)`` shows, as data)."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    dilation: tuple[int, int]
+    groups: int
+    parameters: int
+    bias: bool
+    padding_mode: str
+
+    @classmethod
+    def of(cls, name: str, conv: nn.Conv2d) -> "ConvSpec":
+        padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
+        return cls(name, conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
+                   tuple(conv.stride), padding, tuple(conv.dilation), conv.groups,
+                   sum(p.numel() for p in conv.parameters(recurse=False)),
+                   conv.bias is not None, conv.padding_mode)
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """Every ``nn.Conv2d`` in the model (not only in ``features``), by its module path."""
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, nn.Conv2d)]
+
+
+#: Called with (layer name, call number starting at 1, module, output tensor).
+OutputCallback = Callable[[str, int, nn.Conv2d, torch.Tensor], None]
+
+
+class ConvHooks:
+    """Hooks on the chosen convs for the duration of a ``with`` block, and nothing after.
+
+    Handles are removed and the model's train/eval mode restored in ``__exit__``, also when
+    the forward pass or the callback raises, so a failed build never leaves a model changed.
+    """
+
+    def __init__(self, model: nn.Module, on_output: OutputCallback,
+                 names: list[str] | None = None) -> None:
+        self.model = model
+        self.on_output = on_output
+        wanted = set(names) if names is not None else None
+        self.layers = [(name, conv) for name, conv in conv_layers(model)
+                       if wanted is None or name in wanted]
+        self.calls: Counter[str] = Counter()
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._was_training = model.training
+
+    def __enter__(self) -> "ConvHooks":
+        self._was_training = self.model.training
+        try:
+            for name, conv in self.layers:
+                self._handles.append(conv.register_forward_hook(self._hook_for(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Safe to call twice."""
+        while self._handles:
+            self._handles.pop().remove()
+        self.model.train(self._was_training)
+
+    def _hook_for(self, name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self.calls[name] += 1
+            self.on_output(name, self.calls[name], module, output)
+
+        return hook
+
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        """The single forward pass, in eval mode and without autograd bookkeeping."""
+        self.model.eval()
+        with torch.inference_mode():
+            return self.model(batch)
+
+
+def record_name(name: str, call: int) -> str:
+    """A module called twice is recorded twice: ``layer`` then ``layer@2``."""
+    return name if call == 1 else f"{name}@{call}"

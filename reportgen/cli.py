@@ -1,0 +1,125 @@
+"""The ``reportgen`` command: a thin click layer over the library.
+
+Each command parses options and calls one library function (imported lazily so that
+``--help`` and ``--version`` answer without importing torch). User mistakes surface as
+:class:`~reportgen.errors.ReportError`: one line, exit code 2.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+from reportgen import __version__
+
+log = logging.getLogger("reportgen")
+
+MODEL_HELP = "torchvision classification model name, e.g. vgg16, resnet18, mobilenet_v2."
+WEIGHTS_HELP = ("DEFAULT, none (random, seeded), a weights name such as IMAGENET1K_V1, "
+                "or a checkpoint path (state_dict).")
+IMAGE_HELP = "An skimage sample (astronaut, coffee, chelsea, camera, ...) or an image file."
+
+
+class _StderrFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter("%(message)s"))
+    root = logging.getLogger("reportgen")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")(func)
+    func = click.option("-v", "--verbose", count=True,
+                        help="More detail; -v also shows tracebacks of unexpected errors.")(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="reportgen",
+                      message=f"%(prog)s %(version)s (Python {sys.version.split()[0]})")
+def cli() -> None:
+    """See what every convolution layer of a CNN sees, as a static site."""
+
+
+@cli.command()
+@click.option("-m", "--model", default="vgg16", show_default=True, help=MODEL_HELP)
+@click.option("-w", "--weights", default="DEFAULT", show_default=True, help=WEIGHTS_HELP)
+@click.option("-i", "--image", default="astronaut", show_default=True, help=IMAGE_HELP)
+@click.option("-d", "--site-dir", default="site", show_default=True, type=click.Path(),
+              help="Output folder; replaced only if it holds an earlier report.")
+@click.option("--layers", default=None, help="Only layers matching these globs, e.g. 'features.*'.")
+@click.option("--normalize", type=click.Choice(["channel", "layer"]), default="channel",
+              show_default=True, help="Min-max range per channel or over the whole layer.")
+@click.option("--cmap", default="gray", show_default=True, help="Any matplotlib colormap.")
+@click.option("--rectify", is_flag=True, help="Show max(0, x) instead of the raw conv output.")
+@click.option("--size", type=int, default=None, help="Input crop size in pixels (default: the weights').")
+@click.option("--tile-cap", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Longest side of an activation tile; larger maps are area-averaged.")
+@click.option("--compress-level", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="PNG compression: 1 is fast, 9 is smallest.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights none.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@common_options
+def build(verbose: int, quiet: bool, **options: Any) -> None:
+    """Run the model once on the image and write the report."""
+    _configure_logging(verbose, quiet)
+    from reportgen.build import build_report
+
+    started = time.perf_counter()
+    options["command"] = "reportgen " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["build"] \
+        else None
+    report = _run(verbose, lambda: build_report(progress=log.info, **options))
+    seconds = time.perf_counter() - started
+    click.echo(f"Report of {len(report.layers)} conv layers written to "
+               f"{report.index} in {seconds:.1f} s", err=True)
+
+
+@cli.command()
+@click.option("-m", "--model", default="vgg16", show_default=True, help=MODEL_HELP)
+@click.option("--size", type=int, default=224, show_default=True, help="Input size for shapes.")
+@common_options
+def layers(verbose: int, quiet: bool, model: str, size: int) -> None:
+    """List every conv layer of a model with its shapes and parameters."""
+    _configure_logging(verbose, quiet)
+    from reportgen.inspect import conv_table, format_table
+
+    rows = _run(verbose, lambda: conv_table(model, size))
+    click.echo(format_table(rows))
+
+
+@cli.command()
+def models() -> None:
+    """List the torchvision classification models reportgen can use."""
+    from reportgen.models import classification_models
+
+    click.echo("\n".join(classification_models()))
+
+
+def _run(verbose: int, action: Callable[[], Any]) -> Any:
+    """Show unexpected errors as one line too (a traceback only with -v)."""
+    from reportgen.errors import ReportError
+
+    try:
+        return action()
+    except (ReportError, click.exceptions.Exit, click.Abort):
+        raise
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+    except Exception as error:  # noqa: BLE001
+        if verbose:
+            raise
+        raise click.ClickException(f"{type(error).__name__}: {error} (run with -v for the "
+                                   "traceback; please report it)") from None

@@ -1,0 +1,167 @@
+"""Activation maps to one tiled picture per layer, with the numbers that describe them.
+
+Channels are tiled row-major (channel k at row k // cols, column k % cols) in a near-square
+grid with a 1-pixel gap. The tiling is a reshape of one tensor, not one matplotlib Axes per
+channel: about a millisecond for 512 channels instead of seconds.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reportgen.errors import ReportError
+
+NORMALIZATIONS = ("channel", "layer")
+GAP_VALUE = 255  # gaps and empty cells are white, as in torchvision's make_grid(pad_value=1)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where every channel's tile sits in the grid picture (what the report's JS reads)."""
+
+    channels: int
+    rows: int
+    cols: int
+    tile_height: int
+    tile_width: int
+    gap: int = 1
+
+    @classmethod
+    def for_channels(cls, channels: int, tile_height: int, tile_width: int) -> "GridLayout":
+        cols = max(1, math.ceil(math.sqrt(channels)))
+        rows = max(1, math.ceil(channels / cols))
+        return cls(channels, rows, cols, tile_height, tile_width)
+
+    @property
+    def width(self) -> int:
+        return self.cols * (self.tile_width + self.gap) - self.gap
+
+    @property
+    def height(self) -> int:
+        return self.rows * (self.tile_height + self.gap) - self.gap
+
+    def origin(self, channel: int) -> tuple[int, int]:
+        """(x, y) of the channel's top-left pixel."""
+        row, col = divmod(channel, self.cols)
+        return col * (self.tile_width + self.gap), row * (self.tile_height + self.gap)
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """Layer-wide and per-channel numbers, computed on the full-resolution map."""
+
+    shape: tuple[int, ...]
+    mean: float
+    std: float
+    min: float
+    max: float
+    fraction_positive: float
+    channel_mean: list[float]
+    channel_max: list[float]
+    channel_fraction_positive: list[float]
+
+
+def activation_stats(maps: torch.Tensor) -> ActivationStats:
+    """``maps`` is (C, H, W) float."""
+    flat = maps.reshape(maps.shape[0], -1)
+    positive = (flat > 0).float().mean(dim=1)
+    channel_mean = flat.mean(dim=1)
+    return ActivationStats(
+        shape=tuple(int(v) for v in maps.shape),
+        mean=float(channel_mean.mean()), std=float(flat.std()) if flat.numel() > 1 else 0.0,
+        min=float(flat.min()), max=float(flat.max()),
+        fraction_positive=float(positive.mean()),
+        channel_mean=_rounded(channel_mean), channel_max=_rounded(flat.amax(dim=1)),
+        channel_fraction_positive=_rounded(positive))
+
+
+def _rounded(values: torch.Tensor) -> list[float]:
+    return [float(f"{v:.6g}") for v in values.tolist()]
+
+
+def shrink_to_cap(maps: torch.Tensor, tile_cap: int | None) -> torch.Tensor:
+    """Area-average maps whose longer side exceeds ``tile_cap`` pixels (readable, and small)."""
+    height, width = maps.shape[-2:]
+    if not tile_cap or max(height, width) <= tile_cap:
+        return maps
+    scale = tile_cap / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(maps.unsqueeze(0), size=size, mode="area")[0]
+
+
+def normalize_to_uint8(maps: torch.Tensor, how: str) -> torch.Tensor:
+    """Min-max to 0..255 per channel or over the layer; a constant map becomes 0, never NaN."""
+    flat = maps.reshape(maps.shape[0], -1)
+    if how == "channel":
+        low = flat.amin(dim=1, keepdim=True)
+        high = flat.amax(dim=1, keepdim=True)
+    else:
+        low, high = flat.min().view(1, 1), flat.max().view(1, 1)
+    span = high - low
+    scale = torch.where(span > 0, 255.0 / span.clamp_min(torch.finfo(flat.dtype).tiny),
+                        torch.zeros_like(span))
+    scaled = ((flat - low) * scale).round_().clamp_(0, 255)
+    return scaled.to(torch.uint8).reshape(maps.shape)
+
+
+def tile(maps: torch.Tensor, layout: GridLayout, gap_value: int = GAP_VALUE) -> np.ndarray:
+    """(C, h, w) uint8 to one (rows*(h+1)-1, cols*(w+1)-1) picture, channels row-major."""
+    channels, height, width = maps.shape
+    cells = layout.rows * layout.cols
+    padded = F.pad(maps, (0, layout.gap, 0, layout.gap), value=gap_value)
+    if cells > channels:
+        filler = torch.full((cells - channels, height + layout.gap, width + layout.gap),
+                            gap_value, dtype=maps.dtype)
+        padded = torch.cat([padded, filler])
+    grid = (padded.view(layout.rows, layout.cols, height + layout.gap, width + layout.gap)
+            .permute(0, 2, 1, 3)
+            .reshape(layout.rows * (height + layout.gap), layout.cols * (width + layout.gap)))
+    return grid[: layout.height, : layout.width].contiguous().numpy()
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray | None:
+    """A 256x3 uint8 lookup table for a matplotlib colormap; None means plain grey."""
+    if name in ("gray", "grey"):
+        return None
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        known = sorted(matplotlib.colormaps)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "e.g. gray, viridis, magma, inferno."
+        raise ReportError(f"Unknown colormap '{name}'; {hint}") from None
+    return cmap(np.linspace(0.0, 1.0, 256), bytes=True)[:, :3].copy()
+
+
+def colorize(grid: np.ndarray, lut: np.ndarray | None, gaps: np.ndarray | None = None) -> np.ndarray:
+    """Apply a LUT to a uint8 picture, keeping the gap pixels white."""
+    if lut is None:
+        return grid
+    rgb = lut[grid]
+    if gaps is not None:
+        rgb[gaps] = GAP_VALUE
+    return rgb
+
+
+def gap_mask(layout: GridLayout) -> np.ndarray:
+    """True where the grid picture shows a gap or an empty cell rather than a map."""
+    mask = np.ones((layout.height, layout.width), dtype=bool)
+    for channel in range(layout.channels):
+        x, y = layout.origin(channel)
+        mask[y: y + layout.tile_height, x: x + layout.tile_width] = False
+    return mask
+
+
+def check_normalization(how: str) -> str:
+    if how not in NORMALIZATIONS:
+        raise ReportError(f"Unknown normalisation '{how}'; use channel or layer.")
+    return how

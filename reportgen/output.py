@@ -1,0 +1,89 @@
+"""Write a report without ever losing the user's files.
+
+The report is built in a temporary folder beside the target and swapped in only when it is
+complete. An existing target is replaced only when it is an earlier reportgen report
+(recognised by its manifest); the current folder, its parents and the home folder are never
+a target. A crash or Ctrl-C leaves the previous report as it was and no temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from reportgen.errors import ReportError
+
+log = logging.getLogger(__name__)
+GENERATOR = "reportgen"
+MANIFEST = "manifest.json"
+
+
+def is_report(folder: Path) -> bool:
+    """A folder we wrote: its manifest says so."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("generator") == GENERATOR
+
+
+def check_target(target: Path) -> Path:
+    """Refuse folders that are not ours to replace; return the absolute target."""
+    absolute = Path(os.path.abspath(target))
+    shown = str(target)
+    here = Path.cwd().resolve()
+    resolved = absolute.resolve()
+    if resolved == here or resolved in here.parents:
+        raise ReportError(f"Refusing to write the report into '{shown}': it is the current "
+                          "folder or one of its parents. Choose a new folder such as 'site'.")
+    if resolved == Path.home().resolve():
+        raise ReportError(f"Refusing to write the report into the home folder '{shown}'. "
+                          "Choose a new folder such as 'site'.")
+    if absolute.exists() or absolute.is_symlink():
+        if not absolute.is_dir():
+            raise ReportError(f"Site folder '{shown}' exists and is not a folder; "
+                              "choose another --site-dir.")
+        if any(absolute.iterdir()) and not is_report(absolute):
+            raise ReportError(f"Site folder '{shown}' is not empty and is not a reportgen "
+                              "report; refusing to replace it. Choose another --site-dir.")
+    return absolute
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it becomes ``target``, else it vanishes."""
+    target = check_target(target)
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+    except OSError as error:
+        raise ReportError(f"Cannot write the site folder '{target.name}' in '{parent}': "
+                          f"{error.strerror}.") from None
+    try:
+        yield staging
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    os.chmod(staging, 0o755)  # mkdtemp makes 0700; a published site must be readable
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    retired.rmdir()
+    target.rename(retired)
+    try:
+        staging.rename(target)
+    except BaseException:
+        retired.rename(target)  # put the previous report back exactly as it was
+        raise
+    shutil.rmtree(retired, ignore_errors=True)

