@@ -49,11 +49,12 @@ class Preprocessing:
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
 
-        tensor = TF.pil_to_tensor(picture)
-        tensor = TF.resize(tensor, [self.resize], interpolation=InterpolationMode(self.interpolation),
-                           antialias=True)
-        tensor = TF.center_crop(tensor, [self.crop])
-        tensor = TF.convert_image_dtype(tensor, torch.float)
+        # Same order as torchvision's ImageClassification preset (resize and crop the PIL
+        # image, then convert), so the numbers match the weights' transforms() exactly.
+        picture = TF.resize(picture, [self.resize],
+                            interpolation=InterpolationMode(self.interpolation), antialias=True)
+        picture = TF.center_crop(picture, [self.crop])
+        tensor = TF.convert_image_dtype(TF.pil_to_tensor(picture), torch.float)
         tensor = TF.normalize(tensor, mean=list(self.mean), std=list(self.std))
         return tensor.unsqueeze(0)
 
