@@ -1,0 +1,88 @@
+"""The command line: exit codes, messages, progress on stderr, the last line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from reportgen import __version__
+from reportgen.cli import cli
+
+
+def run(*args: str, cwd=None):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.output.startswith(f"reportgen {__version__} (Python ")
+
+
+def test_help_lists_commands():
+    result = run("-h")
+    assert result.exit_code == 0
+    for command in ("build", "layers", "models"):
+        assert command in result.output
+
+
+def test_layers_prints_every_conv_with_shapes():
+    result = run("layers", "--model", "vgg16")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:2] == ["layer", "in"]
+    assert lines[1].split()[:4] == ["features.0", "3", "->", "64"]
+    assert "1x64x224x224" in lines[1]
+    assert "1x512x14x14" in lines[13]
+    assert lines[-1].startswith("13 conv layers")
+
+
+def test_layers_of_resnet_include_downsample_convs():
+    result = run("layers", "-m", "resnet18")
+    assert "layer3.0.downsample.0" in result.output
+    assert result.output.splitlines()[-1].startswith("20 conv layers")
+
+
+def test_unknown_model_is_a_usage_error():
+    result = run("layers", "--model", "vgg61")
+    assert result.exit_code == 2
+    assert "Unknown model 'vgg61'. Did you mean vgg19, vgg16, vgg13?" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_build_writes_report_and_says_where(tmp_path):
+    site = tmp_path / "out"
+    result = run("build", "-m", "resnet18", "-w", "none", "-i", "camera", "-d", str(site),
+                 "--layers", "conv1,layer1.*", "--size", "64")
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Report of 5 conv layers written to ")
+    assert str(site / "index.html") in last and last.endswith(" s")
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "resnet18"
+    assert manifest["weights"]["name"] == "none"
+    assert manifest["preprocessing"]["crop"] == 64
+
+
+def test_bad_options_exit_2(tmp_path):
+    result = run("build", "-m", "resnet18", "-w", "none", "--cmap", "viridiss",
+                 "-d", str(tmp_path / "s"))
+    assert result.exit_code == 2
+    assert "Unknown colormap 'viridiss'; did you mean viridis" in result.output
+    result = run("build", "--normalize", "global")
+    assert result.exit_code == 2
+
+
+def test_real_process_gives_one_line_and_exit_2(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "reportgen", "build", "-m", "resnet18", "-w", "none",
+         "-i", str(tmp_path / "missing.png"), "-d", str(tmp_path / "s")],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert process.returncode == 2
+    assert process.stderr.strip() == (
+        "Error: Image 'missing.png' does not exist. Pass an image file or an skimage sample "
+        "name such as astronaut, coffee, chelsea or camera.")
+    assert process.stdout == ""
