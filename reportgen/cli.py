@@ -10,6 +10,7 @@ import logging
 import shlex
 import sys
 import time
+from pathlib import PurePath
 from typing import Any, Callable
 
 import click
@@ -79,8 +80,7 @@ def build(verbose: int, quiet: bool, **options: Any) -> None:
     from reportgen.build import build_report
 
     started = time.perf_counter()
-    options["command"] = "reportgen " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["build"] \
-        else None
+    options["command"] = command_line(click.get_current_context(), options)
     report = _run(verbose, lambda: build_report(progress=log.info, **options))
     seconds = time.perf_counter() - started
     click.echo(f"Report of {len(report.layers)} conv layers written to "
@@ -106,6 +106,27 @@ def models() -> None:
     from reportgen.models import classification_models
 
     click.echo("\n".join(classification_models()))
+
+
+def command_line(context: click.Context, options: dict[str, Any]) -> str:
+    """The command that rebuilds this report, for the manifest: options that differ from their
+    defaults, with paths cut to base names so no user's folder layout is published."""
+    words = ["reportgen", context.info_name or "build"]
+    for param in context.command.params:
+        if not isinstance(param, click.Option) or param.name not in options:
+            continue
+        value = options[param.name]
+        if value == param.default or param.name == "command":
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            words.append(flag)
+            continue
+        text = str(value)
+        if param.name in ("image", "weights", "site_dir") and ("/" in text or "\\" in text):
+            text = PurePath(text).name
+        words += [flag, text]
+    return shlex.join(words)
 
 
 def _run(verbose: int, action: Callable[[], Any]) -> Any:

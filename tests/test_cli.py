@@ -86,3 +86,22 @@ def test_real_process_gives_one_line_and_exit_2(tmp_path):
         "Error: Image 'missing.png' does not exist. Pass an image file or an skimage sample "
         "name such as astronaut, coffee, chelsea or camera.")
     assert process.stdout == ""
+
+
+def test_manifest_command_rebuilds_without_leaking_paths(tmp_path):
+    image = tmp_path / "deep" / "photo.png"
+    image.parent.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
+    site = tmp_path / "out"
+    result = run("build", "-m", "resnet18", "-w", "none", "-i", str(image), "-d", str(site),
+                 "--layers", "conv1", "--size", "32", "--rectify")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert manifest["command"] == (
+        "reportgen build --model resnet18 --weights none --image photo.png --site-dir out "
+        "--layers conv1 --rectify --size 32")
+    for path in site.rglob("*"):
+        if path.is_file():
+            assert str(tmp_path).encode() not in path.read_bytes(), path
