@@ -11,12 +11,10 @@ import torch
 
 from reportgen.capture import ConvHooks, ConvSpec, record_name
 from reportgen.errors import ReportError
-from reportgen.models import check_model_name
+from reportgen.models import build_architecture, check_model_name
 
 
 def conv_table(model: str, size: int = 224) -> list[dict[str, Any]]:
-    from torchvision.models import get_model
-
     check_model_name(model)
     if size < 1:
         raise ReportError(f"--size must be positive, not {size}.")
@@ -27,8 +25,9 @@ def conv_table(model: str, size: int = 224) -> list[dict[str, Any]]:
         rows.append({"name": record_name(name, call), "spec": spec,
                      "output": tuple(int(v) for v in output.shape)})
 
-    with torch.device("meta"):
-        network = get_model(model, weights=None)
+    network = build_architecture(model, on_meta=True)
+    if any(not tensor.is_meta for tensor in network.parameters()):
+        network = network.to_empty(device="meta")  # shapes only: drop the CPU storage
     try:
         with ConvHooks(network, on_output) as hooks:
             hooks.run(torch.empty(1, 3, size, size, device="meta"))

@@ -11,9 +11,10 @@ import fnmatch
 import logging
 import os
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -67,7 +68,7 @@ def load_model(model: str | nn.Module, weights: str | os.PathLike | None = "DEFA
     spec = "none" if weights is None else os.fspath(weights)
     if spec.lower() == "none":
         torch.manual_seed(seed)
-        module = _build(model, on_meta=False)
+        module = build_architecture(model, on_meta=False)
         return LoadedModel(module, model, {"name": "none", "seed": seed,
                                            "note": "random initialisation"}, categories)
     if _looks_like_path(spec):
@@ -158,8 +159,7 @@ def _from_checkpoint(name: str, path: Path, categories: list[str] | None) -> Loa
 
 def _checkpoint_classes(name: str, state: dict[str, torch.Tensor]) -> int | None:
     """A fine-tuned checkpoint may have another number of classes: read it off the last layer."""
-    with torch.device("meta"):
-        skeleton = _construct(name, {})
+    skeleton = build_architecture(name, on_meta=True)
     last = [key for key, sub in skeleton.named_modules() if isinstance(sub, nn.Linear)]
     last += [key for key, sub in skeleton.named_modules() if isinstance(sub, nn.Conv2d)
              and key.startswith("classifier")]  # squeezenet classifies with a 1x1 conv
@@ -169,11 +169,36 @@ def _checkpoint_classes(name: str, state: dict[str, torch.Tensor]) -> int | None
     return int(tensor.shape[0]) if tensor is not None else None
 
 
-def _build(name: str, on_meta: bool, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    if on_meta:
+def build_architecture(name: str, on_meta: bool, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """``on_meta``: without spending time on initial values (they will be overwritten)."""
+    if not on_meta:
+        return _construct(name, kwargs or {})
+    try:
         with torch.device("meta"):
             return _construct(name, kwargs or {})
-    return _construct(name, kwargs or {})
+    except (NotImplementedError, RuntimeError):
+        # RegNet computes its widths with tensors and .tolist() while building, which the
+        # meta device cannot do; build on the CPU and skip the initialisers instead.
+        with skip_init():
+            return _construct(name, kwargs or {})
+
+
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                 "orthogonal_")
+
+
+@contextmanager
+def skip_init() -> Iterator[None]:
+    """Make ``torch.nn.init`` a no-op while building: values are about to be replaced."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in _INITIALISERS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
 
 
 def _construct(name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -188,13 +213,13 @@ def _construct(name: str, kwargs: dict[str, Any]) -> nn.Module:
 
 def _build_with_state(name: str, state: dict[str, torch.Tensor], kwargs: dict[str, Any],
                       shown: str) -> nn.Module:
-    module = _build(name, on_meta=True, kwargs=kwargs)
+    module = build_architecture(name, on_meta=True, kwargs=kwargs)
     _check_keys(module, state, name, shown)
     module.load_state_dict(state, strict=True, assign=True)
     leftovers = [key for key, tensor in chain(module.named_parameters(), module.named_buffers())
                  if tensor.is_meta]
     if leftovers:  # non-persistent buffers: build for real and copy the weights in
-        module = _build(name, on_meta=False, kwargs=kwargs)
+        module = build_architecture(name, on_meta=False, kwargs=kwargs)
         module.load_state_dict(state, strict=True)
     return module
 

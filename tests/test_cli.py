@@ -105,3 +105,10 @@ def test_manifest_command_rebuilds_without_leaking_paths(tmp_path):
     for path in site.rglob("*"):
         if path.is_file():
             assert str(tmp_path).encode() not in path.read_bytes(), path
+
+
+def test_layers_of_a_model_that_cannot_be_built_on_meta():
+    """RegNet computes widths with tensors while building; it still lists, via skip_init."""
+    result = run("layers", "-m", "regnet_x_400mf")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1].startswith("stem.0")
