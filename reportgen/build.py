@@ -18,7 +18,8 @@ from reportgen.filters import filter_figure
 from reportgen.grids import check_normalization, colormap_lut
 from reportgen.images import load_image
 from reportgen.models import LoadedModel, load_model, select_layers
-from reportgen.output import MANIFEST, staged_folder
+from reportgen.inputsize import check_input_size, explain_failure
+from reportgen.output import MANIFEST, check_target, staged_folder
 from reportgen.pngio import DEFAULT_COMPRESS_LEVEL, PngWriter
 from reportgen.preprocess import Preprocessing
 from reportgen.recorder import IMAGE_DIR, ActivationRecorder, LayerRecord
@@ -84,6 +85,7 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
     if not 0 <= compress_level <= 9:
         raise ReportError(f"PNG compression level must be 0-9, not {compress_level}.")
     torch_device = _device(device)
+    target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
     source = load_image(image)
     clock.lap("image")
     say(f"Loading {model if isinstance(model, str) else type(model).__name__} ...")
@@ -93,15 +95,16 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
     if not chosen:
         raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to show.")
     preprocessing = Preprocessing.from_preset(loaded.preprocessing, size)
+    check_input_size(loaded.module, preprocessing.crop, loaded.name)
     batch = preprocessing(source.rgb)
     clock.lap("image")
 
-    with staged_folder(Path(site_dir)) as site:
+    with staged_folder(target) as site:
         with PngWriter(compress_level) as writer:
             recorder = ActivationRecorder(site, writer, normalize=normalize, lut=lut,
                                           rectify=rectify, tile_cap=tile_cap)
             say(f"Running {loaded.name} once with hooks on {len(chosen)} conv layers ...")
-            logits = _forward(loaded.module, batch, torch_device, recorder, chosen, size)
+            logits = _forward(loaded, batch, torch_device, recorder, chosen)
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
             clock.timings["grids"] = recorder.seconds
@@ -132,23 +135,18 @@ def _device(device: str) -> torch.device:
     return chosen
 
 
-def _forward(module: nn.Module, batch: torch.Tensor, device: torch.device,
-             recorder: ActivationRecorder, chosen: list[str], size: int | None
-             ) -> torch.Tensor | None:
+def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
+             recorder: ActivationRecorder, chosen: list[str]) -> torch.Tensor | None:
+    module = loaded.module
     original = _device_of(module)
     try:
         module.to(device)
         with ConvHooks(module, recorder, chosen) as hooks:
             output = hooks.run(batch.to(device))
         return output.float().cpu() if isinstance(output, torch.Tensor) else None
-    except RuntimeError as error:
-        message = str(error)
-        if "too small" in message or "size can't be greater" in message.lower() or \
-                "Output size is too small" in message:
-            crop = batch.shape[-1]
-            raise ReportError(
-                f"The input ({crop}x{crop} pixels) is too small for this model: {message.splitlines()[0]} "
-                "Use a larger --size (224 works for torchvision models).") from None
+    except (RuntimeError, ValueError) as error:
+        # The meta check passed (or could not tell): explain a shape failure if it is one.
+        explain_failure(module, int(batch.shape[-1]), loaded.name, error)
         raise
     finally:
         module.to(original)

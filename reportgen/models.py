@@ -67,8 +67,9 @@ def load_model(model: str | nn.Module, weights: str | os.PathLike | None = "DEFA
     check_model_name(model)
     spec = "none" if weights is None else os.fspath(weights)
     if spec.lower() == "none":
-        torch.manual_seed(seed)
-        module = build_architecture(model, on_meta=False)
+        with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG
+            torch.manual_seed(seed)
+            module = build_architecture(model, on_meta=False)
         return LoadedModel(module, model, {"name": "none", "seed": seed,
                                            "note": "random initialisation"}, categories)
     if _looks_like_path(spec):

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -59,23 +61,53 @@ def staged_folder(target: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it becomes ``target``, else it vanishes."""
     target = check_target(target)
     parent = target.parent
+    created = [folder for folder in (parent, *parent.parents) if not folder.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
     except OSError as error:
+        _remove_empty(created)
+        reason = error.strerror or type(error).__name__
         raise ReportError(f"Cannot write the site folder '{target.name}' in '{parent}': "
-                          f"{error.strerror}.") from None
+                          f"{reason}. Choose a --site-dir in a folder you can write to.") from None
     try:
         yield staging
-        _swap_in(staging, target)
+        with _interrupts_deferred():
+            _swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Undo the parent folders we made for a build that did not finish (innermost first)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back during the swap (two renames), so it cannot stop halfway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _swap_in(staging: Path, target: Path) -> None:
     os.chmod(staging, 0o755)  # mkdtemp makes 0700; a published site must be readable
-    if not target.exists():
+    if not (target.exists() or target.is_symlink()):
         staging.rename(target)
         return
     retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -86,4 +118,7 @@ def _swap_in(staging: Path, target: Path) -> None:
     except BaseException:
         retired.rename(target)  # put the previous report back exactly as it was
         raise
-    shutil.rmtree(retired, ignore_errors=True)
+    if retired.is_symlink():
+        retired.unlink()
+    else:
+        shutil.rmtree(retired, ignore_errors=True)

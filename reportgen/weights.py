@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import logging
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -102,16 +103,20 @@ def read_state_dict(path: Path, shown_name: str | None = None) -> dict[str, torc
                 raise
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Weights only" in str(error):
+        found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(error), re.I)
+        if found:
             raise ReportError(
-                f"Checkpoint '{shown}' contains Python objects, not just tensors, and "
-                "reportgen only loads checkpoints with weights_only=True because unpickling can "
-                "run arbitrary code. Save the weights alone with "
+                f"Checkpoint '{shown}' contains Python objects ({found.group(1)}), not just "
+                "tensors, and reportgen loads checkpoints only with weights_only=True because "
+                "unpickling them could run arbitrary code. Save the weights alone with "
                 "torch.save(model.state_dict(), path) and pass that file.") from None
-        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({error}).") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({first}).") from None
+        raise ReportError(f"'{shown}' is not a PyTorch checkpoint (it is not a pickle of "
+                          "tensors); pass a file written by torch.save.") from None
+    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on junk
+        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+        reason = f"{type(error).__name__}: {first}" if first else type(error).__name__
+        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({reason}); pass a file "
+                          "written by torch.save.") from None
     return _unwrap_state_dict(loaded, shown)
 
 

@@ -1,0 +1,103 @@
+"""Check that the model can run on the input size before any real work, and say what it needs.
+
+A crop that is too small fails deep inside the forward pass with a message about kernels or
+padding that names no size the user can pick. We try the model on the ``meta`` device (shapes
+only, no arithmetic, no memory), where a forward pass costs microseconds, so we can search for
+the smallest square input that works and put that number in the error.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from reportgen.errors import ReportError
+
+log = logging.getLogger(__name__)
+
+#: Largest side tried when looking for the minimum (beyond it, the model has another problem).
+SEARCH_LIMIT = 2048
+#: Sizes tried when the model does not run on any larger input (a fixed-size head).
+COMMON_SIZES = (224, 299, 256, 128, 96, 64, 32, 28)
+
+
+def runs_on(module: nn.Module, size: int) -> bool | None:
+    """Whether the model runs on a (1, 3, size, size) input; None when meta cannot tell."""
+    state = {name: torch.empty_like(tensor, device="meta")
+             for name, tensor in [*module.named_parameters(), *module.named_buffers()]}
+    batch = torch.empty(1, 3, size, size, device="meta")
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.inference_mode():
+            torch.func.functional_call(module, state, (batch,), strict=False)
+        return True
+    except (RuntimeError, ValueError, IndexError) as error:
+        text = str(error)
+        if "meta" in text.lower() or "NotImplemented" in type(error).__name__:
+            return None
+        return False
+    except Exception:  # noqa: BLE001 - the user's forward may do anything on meta tensors
+        return None
+    finally:
+        module.train(was_training)
+
+
+def minimum_size(module: nn.Module, failing: int) -> int | None:
+    """The smallest square side above ``failing`` on which the model runs, if any."""
+    low, high = failing, failing
+    while True:  # double until it runs: the answer lies in (low, high]
+        high = min(max(high * 2, 8), SEARCH_LIMIT)
+        if runs_on(module, high):
+            break
+        if high >= SEARCH_LIMIT:
+            return None
+        low = high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if runs_on(module, middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def check_input_size(module: nn.Module, crop: int, name: str) -> None:
+    """Raise a :class:`ReportError` naming the minimum when ``crop`` is too small."""
+    if runs_on(module, crop) is not False:
+        return
+    explain_failure(module, crop, name, None)
+
+
+def explain_failure(module: nn.Module, crop: int, name: str, error: Exception | None) -> None:
+    """Turn a shape failure at ``crop`` into an actionable message (returns if it cannot)."""
+    detail = ""
+    if error is not None and str(error).strip():
+        detail = f" ({str(error).strip().splitlines()[0]})"
+    verdict = runs_on(module, crop)
+    if verdict is True:
+        return  # the shapes fit: whatever failed, it is not the input size
+    if verdict is False:
+        needed = minimum_size(module, crop)
+        if needed is not None:
+            raise ReportError(
+                f"The input is too small for {name}: a {crop}x{crop} crop does not fit, it needs "
+                f"at least {needed}x{needed}{detail}. Use --size {needed} or larger.")
+        fits = [size for size in COMMON_SIZES if size < crop and runs_on(module, size)]
+        if fits:
+            raise ReportError(
+                f"{name} cannot run on a {crop}x{crop} input{detail}, but it runs on "
+                f"{fits[0]}x{fits[0]}: use --size {fits[0]}.")
+        if error is not None:
+            raise ReportError(f"{name} cannot run on a {crop}x{crop} input{detail}.")
+        return
+    if error is not None and any(hint in str(error) for hint in SIZE_HINTS):
+        raise ReportError(  # meta could not tell; the message is clearly about sizes
+            f"The input ({crop}x{crop}) is too small for {name}{detail}. Use a larger --size "
+            "(224 works for torchvision models).")
+
+
+#: Words of PyTorch's shape errors, for models that cannot run on the meta device.
+SIZE_HINTS = ("too small", "can't be greater than actual input size",
+              "should be less than the corresponding input dimension", "smaller than kernel size")
