@@ -17,7 +17,8 @@ from reportgen.errors import ReportError
 from reportgen.filters import filter_figure
 from reportgen.grids import check_normalization, colormap_lut
 from reportgen.images import load_image
-from reportgen.models import LoadedModel, load_model, select_layers
+from reportgen.models import (LoadedModel, build_architecture, check_model_name, load_model,
+                              select_layers)
 from reportgen.inputsize import check_input_size, explain_failure
 from reportgen.output import MANIFEST, check_target, staged_folder
 from reportgen.pngio import DEFAULT_COMPRESS_LEVEL, PngWriter
@@ -87,6 +88,8 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
     torch_device = _device(device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
     source = load_image(image)
+    if isinstance(model, str) and size is not None:
+        _check_size_before_loading(model, size)
     clock.lap("image")
     say(f"Loading {model if isinstance(model, str) else type(model).__name__} ...")
     loaded = load_model(model, weights, seed=seed, categories=categories)
@@ -123,6 +126,12 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
     final = Path(site_dir)
     return Report(final, final / "index.html", record, recorder.records, predictions,
                   clock.timings)
+
+
+def _check_size_before_loading(name: str, size: int) -> None:
+    """A too-small --size fails on the meta skeleton, before seconds of weight loading."""
+    check_model_name(name)
+    check_input_size(build_architecture(name, on_meta=True), size, name)
 
 
 def _device(device: str) -> torch.device:

@@ -244,9 +244,17 @@ def test_image_too_small_states_the_minimum(tmp_path, gradient_image):
     assert len(report.layers) == 2
 
 
-def test_torchvision_model_too_small(tmp_path):
+def test_torchvision_model_too_small_fails_before_loading_weights(tmp_path, monkeypatch):
+    import reportgen.build
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("weights were loaded although --size was already known to fail")
+
+    monkeypatch.setattr(reportgen.build, "load_model", must_not_load)
     expect_error(lambda: build_report("vgg11", "none", "coffee", tmp_path / "s", size=16),
                  "needs at least 32x32", "--size 32")
+    expect_error(lambda: build_report("resnet18", "DEFAULT", "coffee", tmp_path / "s", size=0),
+                 "--size must be a positive")
 
 
 def test_fixed_size_model_is_told_the_size_that_works(tmp_path, gradient_image):
