@@ -89,9 +89,7 @@ def explain_failure(module: nn.Module, crop: int, name: str, error: Exception | 
             raise ReportError(
                 f"{name} cannot run on a {crop}x{crop} input{detail}, but it runs on "
                 f"{fits[0]}x{fits[0]}: use --size {fits[0]}.")
-        if error is not None:
-            raise ReportError(f"{name} cannot run on a {crop}x{crop} input{detail}.")
-        return
+        return  # no size works: a bug in the model, not the user's input; keep its traceback
     if error is not None and any(hint in str(error) for hint in SIZE_HINTS):
         raise ReportError(  # meta could not tell; the message is clearly about sizes
             f"The input ({crop}x{crop}) is too small for {name}{detail}. Use a larger --size "
