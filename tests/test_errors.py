@@ -159,9 +159,12 @@ def test_unknown_weights_names_the_valid_ones(tmp_path):
                  "Unknown weights 'IMAGENET_V9'", "IMAGENET1K_V1", "none")
 
 
-def test_missing_checkpoint(tmp_path):
+def test_missing_checkpoint_or_folder(tmp_path):
     expect_error(lambda: build_report("resnet18", tmp_path / "gone.pth", "coffee",
                                       tmp_path / "s"), "'gone.pth' does not exist")
+    (tmp_path / "run.pt").mkdir()
+    expect_error(lambda: build_report(TinyNet(), tmp_path / "run.pt", "coffee",
+                                      tmp_path / "s"), "'run.pt' is a folder")
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -285,6 +288,7 @@ def test_site_folder_under_a_file(tmp_path, gradient_image):
     assert blocker.read_text() == "x"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
 def test_site_folder_nobody_can_write(gradient_image):
     # Root ignores permission bits, but nobody can make folders in /proc.
     expect_error(lambda: build_report(TinyNet(), None, gradient_image, "/proc/reportgen-site",
@@ -453,11 +457,13 @@ def test_exif_rotated_photo_is_upright(tmp_path):
     assert seen[2, 16, 0] > 200 and seen[-3, 16, 2] > 200
 
 
-def test_animated_gif_uses_first_frame_and_says_so(tmp_path):
+@pytest.mark.parametrize("suffix", ["gif", "webp"])
+def test_animated_image_uses_first_frame_and_says_so(tmp_path, suffix):
     frames = [Image.new("RGB", (32, 32), colour) for colour in
               [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
-    path = tmp_path / "anim.gif"
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    path = tmp_path / f"anim.{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0,
+                   lossless=True)
     source = load_image(path)
     assert source.rgb.getpixel((10, 10)) == (255, 0, 0)
     assert "animated image with 3 frames: the first frame is used" in source.notes
