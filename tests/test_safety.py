@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import TinyNet, hooks_left, site_files
+from conftest import TinyNet, hooks_left, needs_offline_weights, site_files
 from reportgen import ReportError, build_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,6 +370,22 @@ def test_checkpoints_are_loaded_with_weights_only(tmp_path, gradient_image, monk
     path = tmp_path / "tiny.pth"
     torch.save(TinyNet().state_dict(), path)
     build_report(TinyNet(), path, gradient_image, tmp_path / "s", size=16)
+    assert calls and all(call.get("weights_only") is True for call in calls)
+
+
+@needs_offline_weights
+def test_named_weights_are_loaded_with_weights_only(monkeypatch):
+    from reportgen.models import load_model
+
+    calls: list[dict] = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_model("mobilenet_v2", "IMAGENET1K_V1")
     assert calls and all(call.get("weights_only") is True for call in calls)
 
 
