@@ -88,6 +88,8 @@ def _load_file(path: Path) -> SourceImage:
             f"name such as astronaut, coffee, chelsea or camera.")
     if path.is_dir():
         raise ReportError(f"Image '{shown}' is a folder; pass one image file.")
+    if not path.is_file():  # a device or a pipe: reading it might never end
+        raise ReportError(f"Image '{shown}' is not a regular file; pass an image file.")
     data = _read_bytes(path)
     if not data:
         raise ReportError(f"Image '{shown}' is an empty file.")

@@ -92,11 +92,12 @@ def _remove_empty(folders: list[Path]) -> None:
 @contextmanager
 def _interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C back during the swap (two renames), so it cannot stop halfway."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield  # only the main thread may set handlers; None: a handler Python cannot restore
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
     try:
         yield
     finally:

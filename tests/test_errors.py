@@ -103,6 +103,8 @@ def test_folder_empty_and_non_image(tmp_path):
     expect_error(lambda: load_image(tmp_path / "empty.png"), "empty file")
     (tmp_path / "notes.png").write_text("just some text, not pixels\n")
     expect_error(lambda: load_image(tmp_path / "notes.png"), "not an image", "PNG, JPEG")
+    os.mkfifo(tmp_path / "pipe.png")  # reading it would block forever
+    expect_error(lambda: load_image(tmp_path / "pipe.png"), "not a regular file")
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
