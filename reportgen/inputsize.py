@@ -7,14 +7,10 @@ the smallest square input that works and put that number in the error.
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
 from reportgen.errors import ReportError
-
-log = logging.getLogger(__name__)
 
 #: Largest side tried when looking for the minimum (beyond it, the model has another problem).
 SEARCH_LIMIT = 2048
@@ -23,7 +19,11 @@ COMMON_SIZES = (224, 299, 256, 128, 96, 64, 32, 28)
 
 
 def runs_on(module: nn.Module, size: int) -> bool | None:
-    """Whether the model runs on a (1, 3, size, size) input; None when meta cannot tell."""
+    """Whether the model runs on a (1, 3, size, size) input; None when meta cannot tell.
+
+    The module's own parameters are left alone (meta stand-ins are passed functionally); a
+    forward hook the user put on the model does see these calls, with meta tensors.
+    """
     state = {name: torch.empty_like(tensor, device="meta")
              for name, tensor in [*module.named_parameters(), *module.named_buffers()]}
     batch = torch.empty(1, 3, size, size, device="meta")

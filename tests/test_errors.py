@@ -474,3 +474,9 @@ def test_animated_image_uses_first_frame_and_says_so(tmp_path, suffix):
     seen = np.asarray(Image.open(report.site_dir / "img" / "input.png"))
     assert (seen == (255, 0, 0)).all()
     assert "the first frame is used" in (report.site_dir / "index.html").read_text()
+
+
+def test_one_pixel_image_is_resized_up_to_the_crop(tmp_path):
+    pixel = np.array([[[200, 30, 90]]], np.uint8)
+    seen = model_input(tmp_path, pixel)
+    assert seen.shape == (32, 32, 3) and (seen == (200, 30, 90)).all()
