@@ -119,8 +119,9 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
         if value == param.default or param.name == "command":
             continue
         flag = max(param.opts, key=len)
-        if param.is_flag:
-            words.append(flag)
+        if param.is_flag:  # click 8.2+ gives flags an UNSET default, so test the value
+            if value:
+                words.append(flag)
             continue
         text = str(value)
         if param.name in ("image", "weights", "site_dir") and ("/" in text or "\\" in text):

@@ -143,3 +143,22 @@ def test_hooks_are_removed_after_a_failed_forward(tmp_path, gradient_image):
         build_report(net, None, gradient_image, tmp_path / "s", size=16)
     assert hooks_left(net) == []
     assert not (tmp_path / "s").exists()
+
+
+def test_recorded_command_rebuilds_the_same_report(tmp_path, gradient_image):
+    """The manifest's command has exactly the options given (a flag only when it was set)."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from reportgen.cli import cli
+
+    Image.fromarray(gradient_image).save(tmp_path / "g.png")
+    for extra in ([], ["--rectify"]):
+        site = tmp_path / f"site{len(extra)}"
+        result = CliRunner().invoke(cli, ["build", "-m", "resnet18", "-w", "none", "--size", "32",
+                                          "--layers", "conv1", "-i", str(tmp_path / "g.png"),
+                                          "-d", str(site), *extra])
+        assert result.exit_code == 0, result.output
+        command = json.loads((site / "manifest.json").read_text())["command"]
+        assert ("--rectify" in command) == bool(extra), command
+        assert json.loads((site / "manifest.json").read_text())["options"]["rectify"] == bool(extra)
