@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from reportgen import manifest as manifests
+from reportgen import views
 from reportgen.capture import ConvHooks, conv_layers
 from reportgen.errors import ReportError
 from reportgen.filters import filter_figure
@@ -229,11 +230,14 @@ def _write_site(site: Path, record: dict[str, Any], records: list[LayerRecord],
                 loaded: LoadedModel, source: Any, preprocessing: Preprocessing,
                 predictions: list[dict[str, Any]]) -> None:
     assets = copy_static(site)
+    input_png = f"{IMAGE_DIR}/input.png"
     common = dict(manifest=record, layers=records, assets=assets, predictions=predictions,
-                  input_png=f"{IMAGE_DIR}/input.png", input_size=preprocessing.crop)
+                  input_png=input_png, input_size=preprocessing.crop, toc=views.toc(records))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(records):
-        render(site, "layer.html", layer.page, page=layer.page, layer=layer,
+        data = views.layer_data(layer, record["layers"][position], record["options"], input_png)
+        render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
+               scale=data["scale"],
                previous=records[position - 1] if position > 0 else None,
                next=records[position + 1] if position + 1 < len(records) else None, **common)
     (site / ".nojekyll").write_text("", encoding="utf-8")

@@ -1,4 +1,535 @@
-// reportgen report: progressive enhancement only; every page works without JavaScript.
+/* reportgen report: progressive enhancement; every page reads without JavaScript.
+ *
+ * With it, each channel is addressable as LAYER:INDEX (the page's #hash opens its channel
+ * view), tiles can be hovered, sorted by mean or max and opened, the layer list can be
+ * filtered, and the keyboard works. Everything is found per article.layer[data-layer] and
+ * its embedded JSON, never by a global id, so several layers may share one document. No
+ * network request: the JSON is in the page, tiles are CSS crops of the layer's grid PNG.
+ */
 (function () {
   "use strict";
+
+  var layers = [];
+  var tip = null;
+  var SORTS = ["index", "mean", "max"];
+  var SORT_WORDS = { index: "index order", mean: "mean, most active first", max: "max, most active first" };
+
+  function fmt(v) {
+    if (v === null || v === undefined) return "–";
+    var a = Math.abs(v);
+    if (a !== 0 && (a >= 1e4 || a < 1e-3)) return v.toExponential(2);
+    return String(Number(v.toPrecision(3)));
+  }
+
+  function pct(v) {
+    return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%";
+  }
+
+  function range(n) {
+    var out = [];
+    for (var i = 0; i < n; i++) out.push(i);
+    return out;
+  }
+
+  function inverse(order) {
+    var out = [];
+    for (var i = 0; i < order.length; i++) out[order[i]] = i;
+    return out;
+  }
+
+  function store(key, value) {
+    try {
+      if (value === undefined) return window.sessionStorage.getItem(key);
+      window.sessionStorage.setItem(key, value);
+    } catch (e) { /* storage may be off (privacy mode, some file:// setups): not needed */ }
+    return null;
+  }
+
+  /* Show the (x, y, w, h) part of a gw x gh picture in el at `scale` CSS px per pixel. */
+  function cropPx(el, src, gw, gh, x, y, w, h, scale) {
+    el.style.backgroundImage = 'url("' + src + '")';
+    el.style.width = w * scale + "px";
+    el.style.height = h * scale + "px";
+    el.style.backgroundSize = gw * scale + "px " + gh * scale + "px";
+    el.style.backgroundPosition = -x * scale + "px " + -y * scale + "px";
+  }
+
+  /* The same, filling el whatever its size (percentages), for responsive boxes. */
+  function cropFill(el, src, gw, gh, x, y, w, h) {
+    el.style.backgroundImage = 'url("' + src + '")';
+    el.style.backgroundSize = 100 * gw / w + "% " + 100 * gh / h + "%";
+    el.style.backgroundPosition = (gw > w ? 100 * x / (gw - w) : 0) + "% " +
+      (gh > h ? 100 * y / (gh - h) : 0) + "%";
+  }
+
+  function origin(layout, k) {
+    return [(k % layout.cols) * (layout.tile_width + layout.gap),
+            Math.floor(k / layout.cols) * (layout.tile_height + layout.gap)];
+  }
+
+  /* ---------------------------------------------------------------- one layer */
+
+  function Layer(article) {
+    this.article = article;
+    this.data = JSON.parse(article.querySelector("script.layer-data").textContent);
+    this.name = this.data.name;
+    this.count = this.data.channels;
+    this.sortKey = "index";
+    this.order = range(this.count);
+    this.position = inverse(this.order);
+    this.rank = { mean: inverse(this.data.ranking.mean), max: inverse(this.data.ranking.max) };
+    this.current = -1;
+    this.box = article.querySelector(".tiles");
+    this.dialog = article.querySelector("dialog.channel-view");
+    this.tiles = [];
+    this.buildTiles();
+    this.wireToolbar();
+    this.wireDialog();
+    article.classList.add("enhanced");
+  }
+
+  Layer.prototype.id = function (k) {
+    return this.name + ":" + k;
+  };
+
+  Layer.prototype.describe = function (k) {
+    var d = this.data;
+    return "Channel " + this.id(k) + ": mean " + fmt(d.mean[k]) + ", max " + fmt(d.max[k]) +
+      ", " + pct(d.positive[k]) + " above 0";
+  };
+
+  Layer.prototype.buildTiles = function () {
+    var g = this.data.grid, box = this.box, self = this;
+    box.style.setProperty("--w", g.tile_width);
+    box.style.setProperty("--h", g.tile_height);
+    box.style.setProperty("--gw", g.width);
+    box.style.setProperty("--gh", g.height);
+    box.style.setProperty("--s", this.data.scale);
+    var image = 'url("' + g.src + '")';
+    var fragment = document.createDocumentFragment();
+    for (var k = 0; k < this.count; k++) {
+      var tile = document.createElement("button");
+      tile.type = "button";
+      tile.className = "tile";
+      tile.tabIndex = k === 0 ? 0 : -1;
+      tile.dataset.index = k;
+      tile.setAttribute("aria-label", this.describe(k));
+      var pixels = document.createElement("span");
+      var xy = origin(g, k);
+      pixels.className = "px";
+      pixels.style.backgroundImage = image;
+      pixels.style.setProperty("--x", xy[0]);
+      pixels.style.setProperty("--y", xy[1]);
+      var number = document.createElement("span");
+      number.className = "n";
+      number.textContent = k;
+      tile.appendChild(pixels);
+      tile.appendChild(number);
+      fragment.appendChild(tile);
+      this.tiles.push(tile);
+    }
+    box.appendChild(fragment);
+    box.hidden = false;
+
+    box.addEventListener("click", function (event) {
+      var tile = event.target.closest(".tile");
+      if (tile) self.open(+tile.dataset.index);
+    });
+    box.addEventListener("mouseover", function (event) {
+      var tile = event.target.closest(".tile");
+      if (tile) showTip(self, +tile.dataset.index, tile);
+    });
+    box.addEventListener("mouseleave", hideTip);
+    box.addEventListener("focusin", function (event) {
+      var tile = event.target.closest(".tile");
+      if (tile) showTip(self, +tile.dataset.index, tile);
+    });
+    box.addEventListener("focusout", hideTip);
+    box.addEventListener("keydown", function (event) { self.tileKey(event); });
+  };
+
+  Layer.prototype.columns = function () {
+    var first = this.tiles[this.order[0]], top = first.offsetTop, cols = 0;
+    for (var i = 0; i < this.order.length; i++) {
+      if (this.tiles[this.order[i]].offsetTop !== top) break;
+      cols++;
+    }
+    return Math.max(1, cols);
+  };
+
+  /* Roving focus: the tile grid is one Tab stop; arrows, Home and End move inside it. */
+  Layer.prototype.focusTile = function (k) {
+    for (var i = 0; i < this.tiles.length; i++) this.tiles[i].tabIndex = -1;
+    this.tiles[k].tabIndex = 0;
+    this.tiles[k].focus();
+  };
+
+  Layer.prototype.tileKey = function (event) {
+    var tile = event.target.closest(".tile");
+    if (!tile || event.altKey || event.ctrlKey || event.metaKey) return;
+    var at = this.position[+tile.dataset.index], to = at;
+    switch (event.key) {
+      case "ArrowRight": to = at + 1; break;
+      case "ArrowLeft": to = at - 1; break;
+      case "ArrowDown": to = at + this.columns(); break;
+      case "ArrowUp": to = at - this.columns(); break;
+      case "Home": to = 0; break;
+      case "End": to = this.count - 1; break;
+      default: return;
+    }
+    event.preventDefault();
+    event.stopPropagation();
+    to = Math.max(0, Math.min(this.count - 1, to));
+    this.focusTile(this.order[to]);
+  };
+
+  Layer.prototype.wireToolbar = function () {
+    var self = this, toolbar = this.article.querySelector(".toolbar");
+    if (!toolbar) return;
+    toolbar.hidden = false;
+    this.radios = toolbar.querySelectorAll('input[type="radio"]');
+    Array.prototype.forEach.call(this.radios, function (radio) {
+      radio.addEventListener("change", function () {
+        if (radio.checked) self.sort(radio.value);
+      });
+    });
+    var zoom = toolbar.querySelector(".zoom input"), shown = toolbar.querySelector(".zoom output");
+    if (zoom) {
+      var side = Math.max(this.data.grid.tile_width, this.data.grid.tile_height);
+      zoom.addEventListener("input", function () {
+        self.box.style.setProperty("--s", zoom.value / side);
+        if (shown) shown.textContent = zoom.value + " px";
+      });
+    }
+    var saved = store("reportgen.sort");
+    if (saved && saved !== "index" && SORTS.indexOf(saved) >= 0) this.sort(saved);
+  };
+
+  Layer.prototype.sort = function (key) {
+    this.sortKey = key;
+    this.order = key === "index" ? range(this.count) : this.data.ranking[key].slice();
+    this.position = inverse(this.order);
+    var fragment = document.createDocumentFragment();
+    for (var i = 0; i < this.order.length; i++) fragment.appendChild(this.tiles[this.order[i]]);
+    this.box.appendChild(fragment);
+    for (var j = 0; j < this.tiles.length; j++) this.tiles[j].tabIndex = -1;
+    this.tiles[this.order[0]].tabIndex = 0;
+    this.box.setAttribute("aria-label", this.count + " channels sorted by " + SORT_WORDS[key]);
+    Array.prototype.forEach.call(this.radios || [], function (radio) {
+      radio.checked = radio.value === key;
+    });
+    this.box.classList.toggle("sorted", key !== "index");
+    store("reportgen.sort", key);
+    if (this.current >= 0) this.fill(this.current);
+  };
+
+  Layer.prototype.cycleSort = function () {
+    this.sort(SORTS[(SORTS.indexOf(this.sortKey) + 1) % SORTS.length]);
+  };
+
+  /* ---------------------------------------------------------------- channel view */
+
+  Layer.prototype.wireDialog = function () {
+    var self = this, dialog = this.dialog;
+    dialog.querySelector(".cv-prev").addEventListener("click", function () { self.step(-1); });
+    dialog.querySelector(".cv-next").addEventListener("click", function () { self.step(1); });
+    dialog.querySelector(".cv-close").addEventListener("click", function () { dialog.close(); });
+    var opacity = dialog.querySelector(".cv-opacity input"), heat = dialog.querySelector(".cv-heat");
+    var applyOpacity = function () { heat.style.opacity = opacity.value / 100; };
+    opacity.addEventListener("input", applyOpacity);
+    applyOpacity();
+    dialog.addEventListener("click", function (event) {
+      if (event.target === dialog) dialog.close(); // a click on the backdrop
+    });
+    dialog.addEventListener("close", function () {
+      var k = self.current;
+      self.current = -1;
+      dialog.removeAttribute("data-channel");
+      setHash("");
+      if (k >= 0) self.focusTile(k);
+    });
+  };
+
+  Layer.prototype.open = function (k, fromHash) {
+    if (!(k >= 0 && k < this.count)) return false;
+    this.current = k;
+    if (!this.dialog.open) this.dialog.showModal();
+    this.fill(k); // after showModal, so the boxes have their real widths
+    if (!fromHash) setHash(this.id(k));
+    hideTip();
+    return true;
+  };
+
+  Layer.prototype.step = function (delta) {
+    if (this.current < 0) {
+      this.open(this.order[delta > 0 ? 0 : this.count - 1]);
+      return;
+    }
+    var to = this.position[this.current] + delta;
+    if (to >= 0 && to < this.count) this.open(this.order[to]);
+  };
+
+  Layer.prototype.fill = function (k) {
+    var d = this.data, g = d.grid, dialog = this.dialog, id = this.id(k);
+    var q = function (selector) { return dialog.querySelector(selector); };
+    var at = this.position[k];
+    dialog.dataset.channel = id;
+    dialog.setAttribute("aria-label", "Channel " + id);
+    q(".cv-id").textContent = id;
+    q(".cv-position").textContent = "Channel " + k + " · " + (at + 1) + " of " + this.count +
+      " in " + SORT_WORDS[this.sortKey];
+    q(".cv-prev").disabled = at === 0;
+    q(".cv-next").disabled = at === this.count - 1;
+
+    var xy = origin(g, k), side = Math.max(g.tile_width, g.tile_height);
+    var pixels = q(".cv-pixels"), width = pixels.parentElement.clientWidth || 320;
+    var room = Math.max(64, Math.min(352, width)), scale = room / side;
+    if (scale >= 1) scale = Math.floor(scale);
+    cropPx(pixels, g.src, g.width, g.height, xy[0], xy[1], g.tile_width, g.tile_height, scale);
+    pixels.setAttribute("aria-label", "Activation map of channel " + id + ", enlarged without smoothing");
+    q(".cv-map-caption").textContent = d.map[0] + "×" + d.map[1] + " map" +
+      (g.tile_height !== d.map[0] || g.tile_width !== d.map[1]
+        ? " (shown area-averaged to " + g.tile_height + "×" + g.tile_width + ")" : "") +
+      ", each pixel drawn " + (scale >= 1 ? scale + "×" + scale : "smaller") + " without smoothing.";
+
+    var heat = q(".cv-heat");
+    cropFill(heat, g.src, g.width, g.height, xy[0], xy[1], g.tile_width, g.tile_height);
+    heat.classList.toggle("heat-filter", !!d.grey);
+    heat.setAttribute("aria-label", "Activation map of channel " + id + " as a heat map over the input image");
+
+    this.fillFilter(k);
+    q(".cv-mean").textContent = fmt(d.mean[k]);
+    q(".cv-max").textContent = fmt(d.max[k]);
+    q(".cv-positive").textContent = pct(d.positive[k]);
+    q(".cv-rank-mean").textContent = (this.rank.mean[k] + 1) + " of " + this.count;
+    q(".cv-rank-max").textContent = (this.rank.max[k] + 1) + " of " + this.count;
+    var link = q(".cv-link");
+    link.href = "#" + id;
+    link.textContent = "#" + id;
+    for (var i = 0; i < this.tiles.length; i++) this.tiles[i].classList.remove("is-current");
+    this.tiles[k].classList.add("is-current");
+  };
+
+  Layer.prototype.fillFilter = function (k) {
+    var f = this.data.filters, figure = this.dialog.querySelector(".cv-filter");
+    if (!f) { figure.hidden = true; return; }
+    figure.hidden = false;
+    var box = figure.querySelector(".cv-filter-pixels"), caption = figure.querySelector(".cv-filter-caption");
+    var kernel = f.kernel[0] + "×" + f.kernel[1], text;
+    box.classList.toggle("strip", f.view === "heatmap");
+    if (f.view === "heatmap") {
+      box.style.width = "";
+      box.style.height = "";
+      cropFill(box, f.src, f.width, f.height, 0, k * f.scale, f.width, f.scale);
+      text = "Filter " + k + ": its " + f.inputs + " weights, one per input channel, left to right " +
+        "(blue negative, white 0, red positive, scaled over the layer).";
+    } else {
+      var xy = origin(f, k), side = Math.max(f.tile_width, f.tile_height);
+      var fit = Math.min(132, figure.clientWidth || 132);
+      cropPx(box, f.src, f.width, f.height, xy[0], xy[1], f.tile_width, f.tile_height,
+             fit >= side ? Math.floor(fit / side) : fit / side);
+      if (f.view === "rgb") text = "Filter " + k + ": its 3 input kernels (" + kernel + ") as one RGB image";
+      else if (f.view === "strongest-input") text = "Filter " + k + ": the strongest of its " + f.inputs +
+        " input kernels (" + kernel + "), the one on input channel " + f.strongest_input[k];
+      else text = "Filter " + k + ": its " + kernel + " kernel";
+      text += ", scaled symmetrically around 0 (mid-grey = 0).";
+    }
+    box.setAttribute("aria-label", text);
+    caption.textContent = text;
+  };
+
+  /* ---------------------------------------------------------------- shared pieces */
+
+  function showTip(layer, k, anchor) {
+    if (!tip) {
+      tip = document.createElement("div");
+      tip.className = "tip";
+      tip.setAttribute("role", "tooltip");
+      document.body.appendChild(tip);
+    }
+    var d = layer.data;
+    tip.textContent = "";
+    var title = document.createElement("strong");
+    title.textContent = layer.id(k);
+    var values = document.createElement("span");
+    values.textContent = "mean " + fmt(d.mean[k]) + " · max " + fmt(d.max[k]) + " · " +
+      pct(d.positive[k]) + " > 0";
+    var ranks = document.createElement("span");
+    ranks.textContent = "rank " + (layer.rank.mean[k] + 1) + " by mean, " + (layer.rank.max[k] + 1) +
+      " by max";
+    tip.appendChild(title);
+    tip.appendChild(values);
+    tip.appendChild(ranks);
+    tip.hidden = false;
+    var r = anchor.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
+    var left = Math.max(4, Math.min(window.innerWidth - w - 4, r.left + r.width / 2 - w / 2));
+    var top = r.bottom + 6 + h > window.innerHeight ? r.top - h - 6 : r.bottom + 6;
+    tip.style.left = left + "px";
+    tip.style.top = Math.max(4, top) + "px";
+  }
+
+  function hideTip() {
+    if (tip) tip.hidden = true;
+  }
+
+  function setHash(id) {
+    var url = location.pathname + location.search + (id ? "#" + id : "");
+    try {
+      history.replaceState(history.state, "", url);
+    } catch (e) { /* some file:// setups refuse: the view works without the address */ }
+  }
+
+  function parseChannel(hash) {
+    var text;
+    try {
+      text = decodeURIComponent(hash.replace(/^#/, ""));
+    } catch (e) {
+      return null;
+    }
+    var match = /^(.+):(\d+)$/.exec(text);
+    return match ? { layer: match[1], index: parseInt(match[2], 10) } : null;
+  }
+
+  function tocLink(name) {
+    var links = document.querySelectorAll(".toc a[data-layer]");
+    for (var i = 0; i < links.length; i++) {
+      if (links[i].dataset.layer === name) return links[i];
+    }
+    return null;
+  }
+
+  /* #LAYER:INDEX opens that channel here, or on the layer's own page. */
+  function route() {
+    var target = parseChannel(location.hash);
+    if (!target) {
+      layers.forEach(function (layer) { if (layer.dialog.open) layer.dialog.close(); });
+      return;
+    }
+    for (var i = 0; i < layers.length; i++) {
+      if (layers[i].name === target.layer) {
+        if (layers[i].open(target.index, true)) {
+          layers[i].article.scrollIntoView({ block: "start" });
+        }
+        return;
+      }
+    }
+    var link = tocLink(target.layer);
+    if (link) location.replace(link.getAttribute("href") + location.hash);
+  }
+
+  function activeLayer() {
+    if (layers.length <= 1) return layers[0] || null;
+    var focused = document.activeElement, i;
+    for (i = 0; i < layers.length; i++) if (layers[i].dialog.open) return layers[i];
+    for (i = 0; i < layers.length; i++) if (layers[i].article.contains(focused)) return layers[i];
+    for (i = 0; i < layers.length; i++) {
+      if (layers[i].article.getBoundingClientRect().bottom > 0) return layers[i];
+    }
+    return layers[0];
+  }
+
+  function goLayer(delta) {
+    var layer = activeLayer(), link;
+    if (layer) link = layer.article.querySelector(delta > 0 ? 'a[rel="next"]' : 'a[rel="prev"]');
+    else if (delta > 0) link = document.querySelector(".toc a[data-layer]");
+    if (link) location.href = link.getAttribute("href");
+  }
+
+  function initToc() {
+    var box = document.querySelector(".toc-filter"), details = document.querySelector(".toc-box");
+    var links = Array.prototype.slice.call(document.querySelectorAll(".toc a[data-layer]"));
+    var here = document.querySelector('.toc a[aria-current="page"]');
+    if (details && window.matchMedia && window.matchMedia("(max-width: 60rem)").matches) {
+      details.open = false; // on a phone the list starts folded: the page comes first
+    }
+    if (here) {
+      var sidebar = document.querySelector(".sidebar");
+      if (sidebar && sidebar.scrollHeight > sidebar.clientHeight) {
+        sidebar.scrollTop = Math.max(0, here.offsetTop - sidebar.clientHeight / 3);
+      }
+    }
+    if (!box) return;
+    box.hidden = false;
+    var input = box.querySelector("input"), status = box.querySelector(".toc-status");
+    var groups = Array.prototype.slice.call(document.querySelectorAll(".toc .toc-group")).reverse();
+    var apply = function () {
+      var query = input.value.trim().toLowerCase(), shown = 0;
+      links.forEach(function (link) {
+        var hit = !query || link.dataset.layer.toLowerCase().indexOf(query) >= 0;
+        link.parentElement.hidden = !hit;
+        if (hit) shown++;
+      });
+      groups.forEach(function (group) {  // innermost first, so parents see their children
+        var list = group.querySelector("ul");
+        var visible = false;
+        for (var i = 0; list && i < list.children.length; i++) {
+          if (!list.children[i].hidden) { visible = true; break; }
+        }
+        group.hidden = !visible;
+      });
+      status.textContent = query ? shown + " of " + links.length + " layers" : "";
+    };
+    input.addEventListener("input", apply);
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {
+        var first = links.filter(function (link) { return !link.parentElement.hidden; })[0];
+        if (first) location.href = first.getAttribute("href");
+        event.preventDefault();
+      } else if (event.key === "Escape") {
+        input.value = "";
+        apply();
+        input.blur();
+        event.preventDefault();
+      }
+    });
+  }
+
+  function onKey(event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target && (/^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) || target.isContentEditable)) return;
+    var layer = activeLayer(), open = !!(layer && layer.current >= 0 && layer.dialog.open);
+    switch (event.key) {
+      case "j": if (layer) layer.step(1); break;
+      case "k": if (layer) layer.step(-1); break;
+      case "ArrowRight": if (!open) return; layer.step(1); break;
+      case "ArrowLeft": if (!open) return; layer.step(-1); break;
+      case "n": goLayer(1); break;
+      case "p": goLayer(-1); break;
+      case "s": if (!layer) return; layer.cycleSort(); break;
+      case "/": {
+        var filter = document.querySelector(".toc-filter input");
+        if (!filter) return;
+        var details = filter.closest("details");
+        if (details) details.open = true;
+        filter.focus();
+        break;
+      }
+      case "?": {
+        var keys = document.querySelector("details.keys");
+        if (!keys) return;
+        keys.open = !keys.open;
+        if (keys.open) keys.querySelector("summary").focus();
+        break;
+      }
+      case "Escape": if (!open) return; layer.dialog.close(); break;
+      default: return;
+    }
+    event.preventDefault();
+  }
+
+  function init() {
+    var articles = document.querySelectorAll("article.layer[data-layer]");
+    for (var i = 0; i < articles.length; i++) {
+      if (articles[i].querySelector("script.layer-data")) layers.push(new Layer(articles[i]));
+    }
+    initToc();
+    document.addEventListener("keydown", onKey);
+    window.addEventListener("hashchange", route);
+    window.addEventListener("scroll", hideTip, { passive: true });
+    route();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
 })();

@@ -1,0 +1,398 @@
+"""The default report in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+One session builds the default report (mobilenet_v2, offline weights, coffee) into a folder
+served from 127.0.0.1 under a sub-path, as GitHub Pages serves a project site, and the same
+files are opened from ``file://``. The tests look at what a reader gets: console and network
+errors, images that really decode, links and anchors that resolve, the channel view, sorting,
+keyboard use, and screenshots (written to ``test-artifacts/``).
+
+Chromium missing fails the run in CI (``make browser`` installs it) and skips it elsewhere.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import needs_offline_weights
+
+pytestmark = [pytest.mark.browser, needs_offline_weights]
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+SUBPATH = "myproject"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAYER = "features.0.0"  # 32 channels of 112x112: tiles shown 1:1, so pixels can be compared
+SMALL_LAYER = "features.18.0"  # 1280 channels of 7x7, the largest page
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it with `make browser`)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        _unavailable("Chromium is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The full default report, built once, at <tmp>/www/myproject/."""
+    from reportgen import build_report
+
+    site = tmp_path_factory.mktemp("www") / SUBPATH
+    return build_report("mobilenet_v2", "DEFAULT", "coffee", site)
+
+
+@pytest.fixture(scope="session")
+def manifest(report: Any) -> dict[str, Any]:
+    return json.loads((report.site_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(report: Any) -> Iterator[str]:
+    """http://127.0.0.1:PORT/myproject/ serving the report's parent folder."""
+    handler = functools.partial(_QuietHandler, directory=str(report.site_dir.parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/{SUBPATH}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(params=["http", "file"])
+def base_url(request: pytest.FixtureRequest, report: Any) -> str:
+    if request.param == "http":
+        return request.getfixturevalue("server")
+    return report.site_dir.as_uri() + "/"
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+class Watch:
+    """Everything a page did wrong: console errors, page errors, failed or foreign requests."""
+
+    def __init__(self, page: Any, base: str) -> None:
+        self.problems: list[str] = []
+        origin = base if base.startswith("file:") else base.split(f"/{SUBPATH}/")[0] + f"/{SUBPATH}/"
+        page.on("console", lambda m: m.type == "error" and self.problems.append(
+            f"console error: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: self.problems.append(
+            f"request failed: {r.url} ({r.failure})"))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(
+            f"HTTP {r.status}: {r.url}"))
+        page.on("request", lambda r: r.url.startswith((origin, "data:")) or self.problems.append(
+            f"request outside the report: {r.url}"))
+
+
+def layer_page(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(layer for layer in manifest["layers"] if layer["name"] == name)
+
+
+def _load_all_images(page: Any) -> list[str]:
+    """Make lazy images load, wait for them, return the src of any that did not decode."""
+    page.evaluate("() => document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")
+    for index in range(page.locator("img").count()):
+        image = page.locator("img").nth(index)
+        if image.is_visible():
+            image.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=20_000)
+    return page.evaluate("""() => [...document.images]
+        .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))""")
+
+
+_COLLECT = """() => ({
+  urls: [...document.querySelectorAll('[href], [src]')]
+          .map(e => e.getAttribute('href') ?? e.getAttribute('src')),
+  ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+  layers: [...document.querySelectorAll('article.layer[data-layer]')].map(a => [
+            a.dataset.layer, JSON.parse(a.querySelector('script.layer-data').textContent).channels]),
+  imagesWithoutAlt: [...document.images].filter(i => !i.getAttribute('alt')).length,
+  unnamedButtons: [...document.querySelectorAll('button')].filter(
+            b => !(b.getAttribute('aria-label') || b.textContent.trim())).length,
+})"""
+
+
+def test_default_report_loads_cleanly_and_every_link_resolves(browser, report, manifest,
+                                                              base_url):
+    """Served under a sub-path and from file://: every page, every image, every href."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    watch = Watch(page, base_url)
+    names = ["index.html", *(layer["page"] for layer in manifest["layers"])]
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for name in names:
+            page.goto(base_url + name, wait_until="load")
+            broken = _load_all_images(page)
+            assert not broken, f"{name}: images that did not load: {broken}"
+            found[name] = page.evaluate(_COLLECT)
+            assert found[name]["imagesWithoutAlt"] == 0, f"{name}: img without alt"
+            assert found[name]["unnamedButtons"] == 0, f"{name}: button without a name"
+    finally:
+        context.close()
+    assert watch.problems == [], "\n".join(watch.problems)
+    assert len(found) == len(manifest["layers"]) + 1 == 53
+
+    site = report.site_dir
+    checked = 0
+    for name, info in found.items():
+        for url in info["urls"]:
+            parts = urlsplit(url)
+            assert not parts.scheme and not parts.netloc, f"{name}: absolute URL {url}"
+            assert not url.startswith("/"), f"{name}: root-relative URL {url}"
+            target = name if not parts.path else unquote(parts.path)
+            assert (site / target).resolve().is_relative_to(site.resolve()), url
+            assert (site / target).is_file(), f"{name}: {url} does not exist"
+            if parts.fragment and target.endswith(".html"):
+                fragment = unquote(parts.fragment)
+                channel = re.fullmatch(r"(.+):(\d+)", fragment)
+                routes = dict(found[target]["layers"])
+                assert fragment in found[target]["ids"] or (
+                    channel and int(channel[2]) < routes.get(channel[1], 0)), \
+                    f"{name}: {url} points at nothing"
+            checked += 1
+    assert checked > 53 * 10
+
+
+def test_tiles_are_crops_of_the_grid_and_hover_names_the_channel(context, server, report,
+                                                                manifest):
+    entry = layer_page(manifest, LAYER)
+    grid = entry["grid"]
+    page = context.new_page()
+    watch = Watch(page, server)
+    page.goto(server + entry["page"])
+    k = grid["cols"] + 2  # row 1, column 2 of the grid picture
+    tile = page.locator(".tile").nth(k)
+    assert tile.get_attribute("data-index") == str(k)
+    box = tile.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = page.locator(".tip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    assert f"{LAYER}:{k}" in text
+    mean = entry["channels"]["channel_mean"][k]
+    assert f"mean {float(f'{mean:.3g}'):g}" in text.replace("e-0", "e-")
+    assert f"{100 * entry['channels']['channel_fraction_positive'][k]:.1f}% > 0" in text
+
+    # What the tile shows is exactly that channel's part of the grid PNG (shown 1:1 here).
+    shot = Image.open(io.BytesIO(tile.locator(".px").screenshot())).convert("L")
+    png = Image.open(report.site_dir / entry["activation"]).convert("L")
+    x = (k % grid["cols"]) * (grid["tile_width"] + grid["gap"])
+    y = (k // grid["cols"]) * (grid["tile_height"] + grid["gap"])
+    expected = np.asarray(png.crop((x, y, x + grid["tile_width"], y + grid["tile_height"])),
+                          dtype=int)
+    assert shot.size == (grid["tile_width"], grid["tile_height"])
+    assert np.abs(np.asarray(shot, dtype=int) - expected).max() <= 2
+    assert watch.problems == []
+
+
+@pytest.mark.parametrize("name, index", [(LAYER, 5), (SMALL_LAYER, 1279)])
+def test_deep_link_opens_the_channel_view(context, base_url, manifest, name, index):
+    entry = layer_page(manifest, name)
+    page = context.new_page()
+    watch = Watch(page, base_url)
+    page.goto(f"{base_url}{entry['page']}#{name}:{index}")
+    view = page.locator(f'[data-channel="{name}:{index}"]')
+    view.wait_for(state="visible")
+    assert view.evaluate("e => e.tagName") == "DIALOG"
+    assert view.locator(".cv-id").inner_text() == f"{name}:{index}"
+    assert view.locator(".cv-rank-mean").inner_text() == \
+        f"{entry['ranking']['mean'].index(index) + 1} of {len(entry['ranking']['mean'])}"
+    # the enlarged map, the heat map over the input and the filter all show something
+    for part in (".cv-pixels", ".cv-heat", ".cv-filter-pixels"):
+        size = view.locator(part).bounding_box()
+        assert size["width"] >= 24 and size["height"] >= 24, part
+        assert view.locator(part).get_attribute("aria-label")
+    assert view.locator(".cv-stage img").evaluate("i => i.naturalWidth") == 224
+    assert watch.problems == []
+
+
+def test_index_deep_link_goes_to_the_layer_page(context, server, manifest):
+    entry = layer_page(manifest, SMALL_LAYER)
+    page = context.new_page()
+    page.goto(f"{server}index.html#{SMALL_LAYER}:7")
+    page.locator(f'[data-channel="{SMALL_LAYER}:7"]').wait_for(state="visible")
+    assert page.url.endswith(f"{entry['page']}#{SMALL_LAYER}:7")
+
+
+@pytest.mark.parametrize("key", ["mean", "max"])
+def test_sorting_puts_the_most_active_channel_first(context, server, manifest, key):
+    entry = layer_page(manifest, SMALL_LAYER)
+    values = entry["channels"][f"channel_{key}"]
+    page = context.new_page()
+    page.goto(server + entry["page"])
+    page.get_by_role("radio", name=key.capitalize()).check()
+    order = page.locator(".tiles .tile").evaluate_all("ts => ts.map(t => +t.dataset.index)")
+    assert order[0] == max(range(len(values)), key=lambda k: (values[k], -k))
+    assert order == entry["ranking"][key]
+    assert all(values[a] >= values[b] for a, b in zip(order, order[1:]))
+    page.get_by_role("radio", name="Index").check()
+    order = page.locator(".tiles .tile").evaluate_all("ts => ts.map(t => +t.dataset.index)")
+    assert order == list(range(len(values)))
+
+
+def test_escape_closes_the_channel_view(context, server, manifest):
+    entry = layer_page(manifest, LAYER)
+    page = context.new_page()
+    page.goto(server + entry["page"])
+    page.locator(".tile").nth(3).click()
+    view = page.locator(f'[data-channel="{LAYER}:3"]')
+    view.wait_for(state="visible")
+    assert page.url.endswith(f"#{LAYER}:3")
+    page.keyboard.press("ArrowRight")  # next channel
+    page.locator(f'[data-channel="{LAYER}:4"]').wait_for(state="visible")
+    page.keyboard.press("Escape")
+    page.locator("dialog.channel-view").wait_for(state="hidden")
+    assert page.locator("[data-channel]").count() == 0
+    assert "#" not in page.url
+    assert page.evaluate("document.activeElement.dataset.index") == "4"
+
+
+def test_keyboard_alone_reaches_and_opens_a_channel(context, server, manifest):
+    entry = layer_page(manifest, LAYER)
+    page = context.new_page()
+    page.goto(server + entry["page"])
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")  # skip the navigation
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('tile')"):
+            break
+    else:
+        pytest.fail("Tab never reached a channel tile")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")  # one row down in the tiles as laid out
+    focused = int(page.evaluate("document.activeElement.dataset.index"))
+    assert focused > 1
+    page.keyboard.press("Enter")
+    page.locator(f'[data-channel="{LAYER}:{focused}"]').wait_for(state="visible")
+    page.keyboard.press("Escape")
+    page.keyboard.press("n")  # next layer
+    page.wait_for_url(f"**/{manifest['layers'][1]['page']}")
+
+
+def test_layer_filter_and_structure(context, server, manifest):
+    page = context.new_page()
+    page.goto(server + manifest["layers"][0]["page"])
+    groups = page.locator(".toc-group-name").all_inner_texts()
+    assert groups[:3] == ["features", "features.1", "features.2"]
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "toc-filter"
+    page.keyboard.type("18.0")
+    visible = page.locator(".toc a[data-layer]:visible").evaluate_all(
+        "links => links.map(a => a.dataset.layer)")
+    assert visible == [SMALL_LAYER]
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/{layer_page(manifest, SMALL_LAYER)['page']}")
+    current = page.locator('.toc a[aria-current="page"]')
+    assert current.get_attribute("data-layer") == SMALL_LAYER
+    # input and top-5 predictions stay at hand on every layer page
+    assert page.locator(".context img").is_visible()
+    assert page.locator(".top5 li").count() == 5
+    assert "espresso" in page.locator(".top5 li").first.inner_text()
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    def channel(value: float) -> float:
+        value /= 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(fg: str, bg: str) -> float:
+    a, b = (_luminance(tuple(float(v) for v in re.findall(r"[\d.]+", c)[:3])) for c in (fg, bg))
+    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast(browser, server, manifest, scheme):
+    context = browser.new_context(color_scheme=scheme)
+    page = context.new_page()
+    page.goto(server + layer_page(manifest, LAYER)["page"])
+    pairs = page.evaluate("""() => {
+      const bg = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+                          if (c !== 'rgba(0, 0, 0, 0)') return c; } return 'rgb(255, 255, 255)'; };
+      return ['body', '.caption', '.spec', '.pager a', '.toc-shape', '.toc a[aria-current] .toc-name',
+              '.tile .n', '.sort label:has(input:checked)', 'figcaption', '.footer']
+        .map(s => document.querySelector(s)).filter(Boolean)
+        .map(e => [e.className || e.tagName, getComputedStyle(e).color, bg(e)]);
+    }""")
+    context.close()
+    assert len(pairs) >= 9
+    for name, fg, bg in pairs:
+        assert _contrast(fg, bg) >= 4.5, f"{scheme}: {name} {fg} on {bg}"
+
+
+SHOTS = [("index", "light", (1280, 800), None), ("channel", "light", (1280, 800), 9),
+         ("index-dark", "dark", (1280, 800), None), ("channel-dark", "dark", (1280, 800), 9),
+         ("phone-layer", "light", (390, 844), None), ("phone-channel", "dark", (390, 844), 9),
+         ("4k-layer", "light", (3840, 2160), None)]
+
+
+@pytest.mark.parametrize("name, scheme, viewport, channel", SHOTS, ids=[s[0] for s in SHOTS])
+def test_screenshots(browser, server, manifest, name, scheme, viewport, channel):
+    """Written to test-artifacts/ for a person to look at; no page may scroll sideways."""
+    width, height = viewport
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  color_scheme=scheme)
+    page = context.new_page()
+    watch = Watch(page, server)
+    entry = layer_page(manifest, "features.1.conv.0.0")
+    url = server + ("index.html" if name.startswith("index") else entry["page"])
+    if channel is not None:
+        url += f"#{entry['name']}:{channel}"
+    page.goto(url)
+    _load_all_images(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    if channel is not None:
+        page.locator(f'[data-channel="{entry["name"]}:{channel}"]').wait_for(state="visible")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"screenshot-{name}.png"
+    page.screenshot(path=str(path))
+    context.close()
+    assert Image.open(path).size == (width, height)
+    assert watch.problems == []
