@@ -237,7 +237,7 @@ def _write_site(site: Path, record: dict[str, Any], records: list[LayerRecord],
     for position, layer in enumerate(records):
         data = views.layer_data(layer, record["layers"][position], record["options"], input_png)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
-               scale=data["scale"],
+               scale=data["scale"], filter_scale=views.filter_display_scale(*layer.filters_size),
                previous=records[position - 1] if position > 0 else None,
                next=records[position + 1] if position + 1 < len(records) else None, **common)
     (site / ".nojekyll").write_text("", encoding="utf-8")

@@ -48,6 +48,11 @@ def display_scale(tile_width: int, tile_height: int) -> int:
     return max(1, math.ceil(MIN_TILE_DISPLAY / max(1, tile_width, tile_height)))
 
 
+def filter_display_scale(width: int, height: int) -> int:
+    """Small filter figures (a few dozen 3x3 kernels) are drawn 2-3x so they can be read."""
+    return max(1, min(3, 640 // max(1, width, height)))
+
+
 def toc(layers: list[LayerRecord]) -> list[TocGroup | TocEntry]:
     """Group consecutive layers by their first, then first two, module path components.
 

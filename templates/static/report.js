@@ -253,7 +253,10 @@
   Layer.prototype.open = function (k, fromHash) {
     if (!(k >= 0 && k < this.count)) return false;
     this.current = k;
-    if (!this.dialog.open) this.dialog.showModal();
+    if (!this.dialog.open) {
+      this.dialog.showModal();
+      this.dialog.focus(); // the view itself, not its first button: arrows and Tab work from here
+    }
     this.fill(k); // after showModal, so the boxes have their real widths
     if (!fromHash) setHash(this.id(k));
     hideTip();
