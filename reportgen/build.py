@@ -25,7 +25,7 @@ from reportgen.output import MANIFEST, check_target, staged_folder
 from reportgen.pngio import DEFAULT_COMPRESS_LEVEL, PngWriter
 from reportgen.preprocess import Preprocessing
 from reportgen.recorder import IMAGE_DIR, ActivationRecorder, LayerRecord
-from reportgen.site import copy_static, render
+from reportgen.site import copy_icon, copy_static, render
 
 log = logging.getLogger(__name__)
 DEFAULT_TILE_CAP = 256
@@ -229,7 +229,7 @@ def _manifest(loaded: LoadedModel, source: Any, preprocessing: Preprocessing,
 def _write_site(site: Path, record: dict[str, Any], records: list[LayerRecord],
                 loaded: LoadedModel, source: Any, preprocessing: Preprocessing,
                 predictions: list[dict[str, Any]]) -> None:
-    assets = copy_static(site)
+    assets = {**copy_static(site), "icon.svg": copy_icon(site, IMAGE_DIR)}
     input_png = f"{IMAGE_DIR}/input.png"
     common = dict(manifest=record, layers=records, assets=assets, predictions=predictions,
                   input_png=input_png, input_size=preprocessing.crop, toc=views.toc(records))

@@ -72,6 +72,13 @@ def copy_static(site: Path) -> dict[str, str]:
     return urls
 
 
+def copy_icon(site: Path, folder: str) -> str:
+    """The tab icon, as ``folder/icon.svg``. Without one, a browser asks the server for
+    ``/favicon.ico`` on every page, which is a 404 (and a console error) on a project site."""
+    shutil.copyfile(template_dir() / "icon.svg", site / folder / "icon.svg")
+    return f"{folder}/icon.svg"
+
+
 def render(site: Path, template: str, output: str, **context: Any) -> None:
     html = environment().get_template(template).render(**context)
     # Strip trailing spaces so the bytes do not depend on template indentation details.
