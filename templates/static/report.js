@@ -62,6 +62,11 @@
       (gh > h ? 100 * y / (gh - h) : 0) + "%";
   }
 
+  function imageSource(root, selector, fallback) {
+    var image = root.querySelector(selector);
+    return (image && image.getAttribute("src")) || fallback;
+  }
+
   function origin(layout, k) {
     return [(k % layout.cols) * (layout.tile_width + layout.gap),
             Math.floor(k / layout.cols) * (layout.tile_height + layout.gap)];
@@ -72,6 +77,10 @@
   function Layer(article) {
     this.article = article;
     this.data = JSON.parse(article.querySelector("script.layer-data").textContent);
+    // Pictures come from the page's own <img> elements when present, so a tool that inlines
+    // or moves images (a single-file report) only has to rewrite their src attributes.
+    this.data.grid.src = imageSource(article, "img.grid", this.data.grid.src);
+    if (this.data.filters) this.data.filters.src = imageSource(article, "img.filters", this.data.filters.src);
     this.name = this.data.name;
     this.count = this.data.channels;
     this.sortKey = "index";
@@ -105,7 +114,9 @@
     box.style.setProperty("--gw", g.width);
     box.style.setProperty("--gh", g.height);
     box.style.setProperty("--s", this.data.scale);
-    var image = 'url("' + g.src + '")';
+    // One copy for all tiles; absolute, because a url() in a custom property resolves
+    // against the stylesheet that uses it (static/), not against the page.
+    box.style.setProperty("--grid", 'url("' + new URL(g.src, document.baseURI).href + '")');
     var fragment = document.createDocumentFragment();
     for (var k = 0; k < this.count; k++) {
       var tile = document.createElement("button");
@@ -117,7 +128,6 @@
       var pixels = document.createElement("span");
       var xy = origin(g, k);
       pixels.className = "px";
-      pixels.style.backgroundImage = image;
       pixels.style.setProperty("--x", xy[0]);
       pixels.style.setProperty("--y", xy[1]);
       var number = document.createElement("span");
