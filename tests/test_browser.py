@@ -398,3 +398,29 @@ def test_screenshots(browser, server, manifest, name, scheme, viewport, channel)
     context.close()
     assert Image.open(path).size == (width, height)
     assert watch.problems == []
+
+
+def test_several_layers_in_one_document(context, report, manifest):
+    """What a single-file report does: articles side by side, each found by data-layer."""
+    first, second = layer_page(manifest, LAYER), layer_page(manifest, SMALL_LAYER)
+    page_a = (report.site_dir / first["page"]).read_text(encoding="utf-8")
+    page_b = (report.site_dir / second["page"]).read_text(encoding="utf-8")
+    article_b = page_b[page_b.index('<article class="layer"'):page_b.index("</article>") + 10]
+    combined = report.site_dir / "zz-combined-test.html"
+    combined.write_text(page_a.replace("</article>", "</article>\n" + article_b, 1),
+                        encoding="utf-8")
+    try:
+        page = context.new_page()
+        watch = Watch(page, report.site_dir.as_uri() + "/")
+        page.goto(f"{combined.as_uri()}#{SMALL_LAYER}:9")
+        page.locator(f'[data-channel="{SMALL_LAYER}:9"]').wait_for(state="visible")
+        assert page.locator("article.layer").count() == 2
+        assert page.locator(".tile").count() == first["grid"]["channels"] + second["grid"]["channels"]
+        page.keyboard.press("j")
+        page.locator(f'[data-channel="{SMALL_LAYER}:10"]').wait_for(state="visible")
+        page.keyboard.press("Escape")
+        page.locator(".tile").nth(2).click()
+        page.locator(f'[data-channel="{LAYER}:2"]').wait_for(state="visible")
+        assert watch.problems == []
+    finally:
+        combined.unlink()
