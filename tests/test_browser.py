@@ -388,7 +388,7 @@ def test_screenshots(browser, server, manifest, name, scheme, viewport, channel)
         url += f"#{channel_id}"
     page.goto(url)
     _load_all_images(page)
-    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate("window.scrollTo(0, 0); document.querySelectorAll('dialog').forEach(d => d.scrollTop = 0)")
     if channel:
         page.locator(f'[data-channel="{channel_id}"]').wait_for(state="visible")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
