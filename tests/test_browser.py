@@ -145,7 +145,7 @@ _COLLECT = """() => ({
           .map(e => e.getAttribute('href') ?? e.getAttribute('src')),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
   layers: [...document.querySelectorAll('article.layer[data-layer]')].map(a => [
-            a.dataset.layer, JSON.parse(a.querySelector('script.layer-data').textContent).channels]),
+            a.dataset.layer, JSON.parse(a.dataset.channels).channels]),
   imagesWithoutAlt: [...document.images].filter(i => !i.getAttribute('alt')).length,
   unnamedButtons: [...document.querySelectorAll('button')].filter(
             b => !(b.getAttribute('aria-label') || b.textContent.trim())).length,

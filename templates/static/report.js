@@ -3,8 +3,8 @@
  * With it, each channel is addressable as LAYER:INDEX (the page's #hash opens its channel
  * view), tiles can be hovered, sorted by mean or max and opened, the layer list can be
  * filtered, and the keyboard works. Everything is found per article.layer[data-layer] and
- * its embedded JSON, never by a global id, so several layers may share one document. No
- * network request: the JSON is in the page, tiles are CSS crops of the layer's grid PNG.
+ * its data-channels JSON, never by a global id, so several layers may share one document.
+ * No network request: the JSON is in the page, tiles are CSS crops of the layer's grid PNG.
  */
 (function () {
   "use strict";
@@ -76,7 +76,7 @@
 
   function Layer(article) {
     this.article = article;
-    this.data = JSON.parse(article.querySelector("script.layer-data").textContent);
+    this.data = JSON.parse(article.getAttribute("data-channels"));
     // Pictures come from the page's own <img> elements when present, so a tool that inlines
     // or moves images (a single-file report) only has to rewrite their src attributes.
     this.data.grid.src = imageSource(article, "img.grid", this.data.grid.src);
@@ -534,7 +534,7 @@
   function init() {
     var articles = document.querySelectorAll("article.layer[data-layer]");
     for (var i = 0; i < articles.length; i++) {
-      if (articles[i].querySelector("script.layer-data")) layers.push(new Layer(articles[i]));
+      if (articles[i].hasAttribute("data-channels")) layers.push(new Layer(articles[i]));
     }
     initToc();
     document.addEventListener("keydown", onKey);
