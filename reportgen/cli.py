@@ -87,6 +87,41 @@ def build(verbose: int, quiet: bool, **options: Any) -> None:
                f"{report.index} in {seconds:.1f} s", err=True)
 
 
+@cli.command("gh-deploy")
+@click.option("-d", "--site-dir", default="site", show_default=True, type=click.Path(),
+              help="The report to publish; built first (with --model/--weights/--image and "
+                   "the build command's other defaults) when it does not exist.")
+@click.option("--remote", default="origin", show_default=True, help="Git remote to push to.")
+@click.option("--branch", default="gh-pages", show_default=True, help="Branch to commit to.")
+@click.option("--message", default=None,
+              help="Commit message; {sha} and {version} are filled in. [default: "
+                   "'Deployed {sha} with reportgen version {version}']")
+@click.option("--no-push", "push", flag_value=False, default=True,
+              help="Only commit the branch locally.")
+@click.option("--model", default="vgg16", show_default=True,
+              help="Model for a missing site (as in build).")
+@click.option("--weights", default="DEFAULT", show_default=True,
+              help="Weights for a missing site (as in build).")
+@click.option("--image", default="astronaut", show_default=True,
+              help="Image for a missing site (as in build).")
+@common_options
+def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str,
+              message: str | None, push: bool, model: str, weights: str, image: str) -> None:
+    """Publish the report on GitHub Pages: commit it to gh-pages and push."""
+    _configure_logging(verbose, quiet)
+    from reportgen.deploy import gh_deploy as deploy
+
+    def build_missing(site: Any) -> Any:
+        from reportgen.build import build_report
+
+        return build_report(model, weights, image, site, progress=log.info)
+
+    done = _run(verbose, lambda: deploy(site_dir, remote=remote, branch=branch, message=message,
+                                        push=push, build=build_missing))
+    where = f"{remote}/{branch}" if done.pushed else f"local branch {branch} (not pushed)"
+    click.echo(f"Published {site_dir} to {where}: {done.commit[:10]} {done.message}", err=True)
+
+
 @cli.command()
 @click.option("-m", "--model", default="vgg16", show_default=True, help=MODEL_HELP)
 @click.option("--size", type=int, default=224, show_default=True, help="Input size for shapes.")
