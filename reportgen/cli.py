@@ -123,6 +123,49 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
 
 
 @cli.command()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The figure file; .pdf, .svg or .png picks the format.")
+@click.option("-s", "--select", "select", multiple=True, metavar="LAYER[:CH,CH,...]",
+              help="A layer, optionally with channels, e.g. features.0 or "
+                   "features.28:447,12,5; repeat for more layers. Without channels: the "
+                   "16 most active.")
+@click.option("--from", "source", type=click.Path(exists=True),
+              help="Rebuild the input of an existing report (its folder or manifest.json).")
+@click.option("-m", "--model", default=None, help=MODEL_HELP + "  [default: vgg16]")
+@click.option("-w", "--weights", default=None, help=WEIGHTS_HELP + "  [default: DEFAULT]")
+@click.option("-i", "--image", default=None,
+              help=IMAGE_HELP + " With --from: the file the report was built from, if it "
+                   "is elsewhere.  [default: astronaut]")
+@click.option("--width", default="7in", show_default=True,
+              help="Figure width: 3.5in (one column), 7in (two columns), or mm/cm/pt.")
+@click.option("--dpi", type=int, default=300, show_default=True,
+              help="PNG resolution, and that of the maps inside PDF/SVG.")
+@click.option("--columns", type=click.IntRange(min=1), default=None,
+              help="Panels per row (default: from the width, 4 per 3.5 in).")
+@click.option("--normalize", type=click.Choice(["layer", "channel"]), default="layer",
+              show_default=True, help="One colour scale per layer, or one per channel.")
+@click.option("--cmap", default=None, help="Matplotlib colormap (default: the report's, or gray).")
+@click.option("--rectify/--no-rectify", default=None,
+              help="Show max(0, x) (default: as the report did, else no).")
+@click.option("--size", type=int, default=None, help="Input crop size (not with --from).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights none.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@common_options
+def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **options: Any) -> None:
+    """Draw chosen channels of chosen layers as a figure for a paper (PDF, SVG or PNG)."""
+    _configure_logging(verbose, quiet)
+    from reportgen.errors import ReportError
+    from reportgen.figure import make_figure
+
+    if options["source"] is not None and (options["model"] is not None or options["size"]):
+        raise ReportError("--from rebuilds the report's own model and preprocessing; leave "
+                          "out --model and --size (use -w/-i only to point at its files).")
+    made = _run(verbose, lambda: make_figure(output, list(select), **options))
+    click.echo(f"Figure {made.path} ({made.format.upper()}, {made.width:.2f} x "
+               f"{made.height:.2f} in, {made.size:,} bytes)", err=True)
+
+
+@cli.command()
 @click.option("-m", "--model", default="vgg16", show_default=True, help=MODEL_HELP)
 @click.option("--size", type=int, default=224, show_default=True, help="Input size for shapes.")
 @common_options
