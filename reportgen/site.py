@@ -15,6 +15,8 @@ from typing import Any
 
 import jinja2
 
+from reportgen.reproduce import reproduction
+
 STATIC_DIR = "static"
 
 
@@ -39,6 +41,7 @@ def environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = lambda value: f"{100.0 * value:.1f}%"
     env.filters["pair"] = format_pair
+    env.globals["reproduce"] = reproduction  # the Reproduce section (templates/_reproduce.html)
     return env
 
 
