@@ -41,6 +41,7 @@ class Report:
     layers: list[LayerRecord]
     predictions: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
+    single_file: Path | None = None  # the one-file report, with self_contained=True
 
     @property
     def seconds(self) -> float:
@@ -69,7 +70,7 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
                  tile_cap: int | None = DEFAULT_TILE_CAP,
                  compress_level: int = DEFAULT_COMPRESS_LEVEL, seed: int = 0,
                  device: str = "cpu", categories: list[str] | None = None,
-                 command: str | None = None,
+                 command: str | None = None, self_contained: bool = False,
                  progress: Callable[[str], None] | None = None) -> Report:
     """Run the model once on the image and publish every conv layer's view of it.
 
@@ -77,6 +78,7 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
     ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
     a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
     or a tensor. Returns a :class:`Report` describing what was written to ``site_dir``.
+    ``self_contained=True`` also writes ``site_dir/report.html``, the whole report in one file.
     """
     say = progress or log.info
     clock = _Stopwatch()
@@ -124,9 +126,20 @@ def build_report(model: str | nn.Module = "vgg16", weights: str | os.PathLike | 
                                 compress_level=compress_level), command)
         _write_site(site, record, recorder.records, loaded, source, preprocessing, predictions)
         clock.lap("html")
+        single = _single_file(site, say) if self_contained else None
+        clock.lap("single file")
     final = Path(site_dir)
     return Report(final, final / "index.html", record, recorder.records, predictions,
-                  clock.timings)
+                  clock.timings, final / single.path.name if single else None)
+
+
+def _single_file(site: Path, say: Callable[[str], None]) -> Any:
+    from reportgen.selfcontained import write_single_file
+
+    single = write_single_file(site)
+    say(f"Single-file report {single.path.name}: {single.size / 2**20:.1f} MB "
+        f"({single.pages} pages, {single.assets} files inlined)")
+    return single
 
 
 def _check_size_before_loading(name: str, size: int) -> None:

@@ -73,6 +73,9 @@ def cli() -> None:
               help="PNG compression: 1 is fast, 9 is smallest.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights none.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--self-contained", is_flag=True,
+              help="Also write SITE_DIR/report.html: the whole report in one file that opens "
+                   "offline (images and assets inlined).")
 @common_options
 def build(verbose: int, quiet: bool, **options: Any) -> None:
     """Run the model once on the image and write the report."""
@@ -85,6 +88,9 @@ def build(verbose: int, quiet: bool, **options: Any) -> None:
     seconds = time.perf_counter() - started
     click.echo(f"Report of {len(report.layers)} conv layers written to "
                f"{report.index} in {seconds:.1f} s", err=True)
+    if report.single_file is not None:
+        size = report.single_file.stat().st_size
+        click.echo(f"Single file: {report.single_file} ({size / 2**20:.1f} MB)", err=True)
 
 
 @cli.command("gh-deploy")

@@ -1,0 +1,467 @@
+"""One HTML file holding the whole report: mail it, attach it, open it by double click offline.
+
+It is made from the rendered site, not from the templates, so it keeps working when they
+change: the overview page is the shell, and the ``<main>`` of every page becomes one
+``div.rg-page`` inside it. Links between pages become in-document anchors (``layer-x.html`` ->
+``#rg-page-layer-x``, ``layer-x.html#frag`` -> ``#frag``), ids that several pages share get the
+page as a prefix, stylesheets and scripts are inlined, and every file of the site a page uses
+(images, manifest.json, icons) becomes a ``data:`` URI.
+
+A picture used many times (the input image appears in every layer's channel view, a grid
+both as ``<img>`` and in the layer's JSON) is stored once: its first use carries the data, later
+uses carry a reference that a small inline script fills in before the report's own script
+runs. The same script shows one page at a time, following the address's #fragment (also the
+``#LAYER:INDEX`` channel addresses, by the element with that ``data-layer``). Without
+JavaScript, CSS ``:target`` does the page switching and every first-use picture still shows.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import mimetypes
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from reportgen.errors import ReportError
+from reportgen.output import MANIFEST
+
+log = logging.getLogger(__name__)
+
+SINGLE_FILE = "report.html"
+#: Above this, browsers get slow or crash opening one page (an 80 MB report crashes some).
+WARN_BYTES = 50 * 1024 * 1024
+PAGE_PREFIX = "rg-page-"
+_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".json": "application/json",
+         ".css": "text/css", ".js": "text/javascript", ".ico": "image/x-icon",
+         ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+         ".gif": "image/gif", ".woff2": "font/woff2", ".woff": "font/woff"}
+
+_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)(\s[^<>]*?)?(/?)>")
+_ATTRIBUTE = re.compile(r"""(\s+)([^\s"'<>/=]+)(?:(\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
+_RAW = re.compile(r"(<(script|style)\b[^>]*>)(.*?)(</\2\s*>)", re.S | re.I)
+_MAIN = re.compile(r"(<main\b[^>]*>)(.*)(</main\s*>)", re.S | re.I)
+_BODY = re.compile(r"(<body\b[^>]*>)(.*)(</body\s*>)", re.S | re.I)
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S | re.I)
+_ID_LISTS = ("for", "aria-labelledby", "aria-describedby", "aria-controls", "aria-owns",
+             "aria-details", "aria-errormessage", "headers", "list", "form")
+_ASSET_ATTRIBUTES = ("src", "href", "poster")
+
+
+@dataclass(frozen=True)
+class SingleFile:
+    """What :func:`write_single_file` wrote."""
+
+    path: Path
+    size: int
+    pages: int
+    assets: int
+
+    @property
+    def too_large(self) -> bool:
+        return self.size > WARN_BYTES
+
+
+def write_single_file(site_dir: str | os.PathLike, output: str | os.PathLike | None = None
+                      ) -> SingleFile:
+    """Write the report in ``site_dir`` as one HTML file (default ``<site_dir>/report.html``)."""
+    site = Path(site_dir)
+    if not (site / "index.html").is_file():
+        raise ReportError(f"'{site_dir}' holds no index.html; build the report first.")
+    target = Path(output) if output is not None else site / SINGLE_FILE
+    pages, layer_names = _pages(site)
+    document, assets = _Assembler(site, pages, layer_names).document()
+    data = document.encode("utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    result = SingleFile(target, len(data), len(pages), assets)
+    if result.too_large:
+        log.warning("%s is %.0f MB; browsers get slow or give up on single pages this large. "
+                    "Keep fewer layers with --layers (e.g. --layers 'features.1*'), or publish "
+                    "the multi-page site instead.", target.name, result.size / 2**20)
+    return result
+
+
+def _pages(site: Path) -> tuple[list[str], dict[str, str]]:
+    """index.html first, then the layer pages in forward order (the manifest's), then others;
+    and each layer page's layer name (for ``#LAYER:INDEX`` addresses)."""
+    names = sorted(path.name for path in site.glob("*.html") if path.name != SINGLE_FILE)
+    order = ["index.html"]
+    layer_names: dict[str, str] = {}
+    try:
+        manifest = json.loads((site / MANIFEST).read_text(encoding="utf-8"))
+        for layer in manifest.get("layers", []):
+            if layer.get("page"):
+                order.append(layer["page"])
+                layer_names[layer["page"]] = str(layer.get("name", ""))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    ordered = [name for name in dict.fromkeys(order) if name in names]
+    return ordered + [name for name in names if name not in ordered], layer_names
+
+
+def _page_id(name: str) -> str:
+    return PAGE_PREFIX + name[: -len(".html")]
+
+
+class _Assembler:
+    def __init__(self, site: Path, pages: list[str], layer_names: dict[str, str]) -> None:
+        self.site = site.resolve()
+        self.pages = pages
+        self.layer_names = layer_names
+        self.texts = {name: (site / name).read_text(encoding="utf-8") for name in pages}
+        self.ids = {name: _ids(self.texts[name]) for name in pages}
+        counts: dict[str, int] = {}
+        for name in pages:
+            for element_id in self.ids[name]:
+                counts[element_id] = counts.get(element_id, 0) + 1
+        # The overview keeps its ids; an id also used by another page gets that page's prefix.
+        taken = set(self.ids["index.html"]) | {_page_id(name) for name in pages}
+        self.renamed: dict[str, dict[str, str]] = {}
+        for name in pages[1:]:
+            self.renamed[name] = {element_id: f"{_page_id(name)[len(PAGE_PREFIX):]}--{element_id}"
+                                  for element_id in self.ids[name]
+                                  if counts[element_id] > 1 or element_id in taken}
+        self.renamed["index.html"] = {}
+        self.uris: dict[str, tuple[str, str]] = {}  # file -> (key, data URI)
+        self.used: set[str] = set()
+
+    # -------------------------------------------------------------- structure
+    def document(self) -> tuple[str, int]:
+        shell = self.texts["index.html"]
+        match = _MAIN.search(shell) or _BODY.search(shell)
+        if match is None:
+            raise ReportError("index.html has no <main> or <body>; is it a reportgen report?")
+        sections = [self._section(name) for name in self.pages]
+        head = self._rewrite("index.html", shell[: match.start(2)])
+        tail = self._rewrite("index.html", shell[match.end(2):])
+        container = '\n<div class="rg-pages">\n' + "\n".join(sections) + "\n</div>\n"
+        text = head + container + tail
+        text = self._inline_assets(text)
+        text = self._add_runtime(text)
+        return text, len(self.used)
+
+    def _section(self, name: str) -> str:
+        text = self.texts[name]
+        match = _MAIN.search(text) or _BODY.search(text)
+        inner = match.group(2) if match else text
+        title = _TITLE.search(text)
+        title_attribute = f' data-title="{title.group(1).strip()}"' if title else ""
+        if name in self.layer_names:
+            title_attribute += f' data-rg-layer="{html.escape(self.layer_names[name])}"'
+        return (f'<div class="rg-page" id="{_page_id(name)}" data-page="{html.escape(name)}"'
+                f'{title_attribute}>\n{self._rewrite(name, inner)}\n</div>')
+
+    # ------------------------------------------------------- ids and links
+    def _rewrite(self, page: str, text: str) -> str:
+        """Rename shared ids and turn links between pages into in-document anchors."""
+        renamed = self.renamed[page]
+
+        def tag(match: re.Match[str]) -> str:
+            attributes = match.group(2)
+            if not attributes:
+                return match.group(0)
+
+            def attribute(item: re.Match[str]) -> str:
+                space, name, equals = item.group(1), item.group(2), item.group(3)
+                if equals is None:
+                    return item.group(0)
+                raw = _value(item)
+                value = html.unescape(raw)
+                lowered = name.lower()
+                if lowered == "id" and value in renamed:
+                    value = renamed[value]
+                elif lowered in _ID_LISTS:
+                    value = " ".join(renamed.get(part, part) for part in value.split())
+                elif lowered == "href":
+                    value = self._link(page, value)
+                else:
+                    return item.group(0)
+                return f'{space}{name}="{html.escape(value)}"'
+
+            return (f"<{match.group(1)}{_ATTRIBUTE.sub(attribute, attributes)}"
+                    f"{match.group(3)}>")
+
+        return _outside_raw(text, lambda chunk: _TAG.sub(tag, chunk))
+
+    def _link(self, page: str, value: str) -> str:
+        if value.startswith("#"):
+            return "#" + self.renamed[page].get(unquote(value[1:]), value[1:])
+        parts = urlsplit(value)
+        if parts.scheme or parts.netloc or not parts.path.endswith(".html"):
+            return value
+        target = parts.path
+        if target not in self.texts:
+            return value
+        if parts.fragment:
+            fragment = unquote(parts.fragment)
+            if fragment in self.ids[target]:
+                return "#" + self.renamed[target].get(fragment, fragment)
+            return "#" + parts.fragment  # e.g. #LAYER:INDEX, which the page's script routes
+        return "#" + _page_id(target)
+
+    # ------------------------------------------------------------- assets
+    def _file(self, value: str) -> Path | None:
+        """The site file a relative URL names, or None (external, data:, missing, outside)."""
+        parts = urlsplit(value)
+        if parts.scheme or parts.netloc or not parts.path or value.startswith("#"):
+            return None
+        path = (self.site / unquote(parts.path)).resolve()
+        if self.site not in path.parents or not path.is_file() or path.suffix == ".html":
+            return None
+        return path
+
+    def _uri(self, path: Path) -> tuple[str, str]:
+        key = str(path)
+        if key not in self.uris:
+            mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or \
+                "application/octet-stream"
+            payload = path.read_bytes()
+            if path.suffix.lower() == ".css":
+                payload = self._css(payload.decode("utf-8"), path.parent).encode("utf-8")
+            encoded = base64.b64encode(payload).decode("ascii")
+            self.uris[key] = (f"a{len(self.uris)}", f"data:{mime};base64,{encoded}")
+        return self.uris[key]
+
+    def _css(self, css: str, folder: Path) -> str:
+        def url(match: re.Match[str]) -> str:
+            value = match.group(2)
+            path = self._file(os.path.relpath(folder / value, self.site)) \
+                if not value.startswith(("#", "data:")) else None
+            if path is None:
+                return match.group(0)
+            self.used.add(str(path))
+            return f'url("{self._uri(path)[1]}")'
+
+        return re.sub(r"""url\(\s*(["']?)([^"')]+)\1\s*\)""", url, css)
+
+    def _inline_assets(self, text: str) -> str:
+        seen: set[str] = set()
+
+        def raw(opening: str, kind: str, body: str, closing: str) -> str:
+            if kind == "style":
+                return _TAG.sub(tag, opening) + self._css(body, self.site) + closing
+            source = re.search(r"""\ssrc\s*=\s*["']([^"']+)["']""", opening)
+            path = self._file(html.unescape(source.group(1))) if source else None
+            if path is not None:
+                self.used.add(str(path))
+                code = path.read_text(encoding="utf-8")
+                code = re.sub(r"</(script)", r"<\\/\1", code, flags=re.I)
+                opening = re.sub(r"""\ssrc\s*=\s*["'][^"']+["']""", "", opening)
+                return f"{opening}\n{code}\n{closing}"
+            if re.search(r"""type\s*=\s*["']application/(ld\+)?json["']""", opening, re.I):
+                return opening + self._json(body) + closing
+            return opening + body + closing
+
+        def tag(match: re.Match[str]) -> str:
+            name = match.group(1).lower()
+            attributes = match.group(2) or ""
+            if name == "link" and re.search(r"""rel\s*=\s*["']?stylesheet""", attributes, re.I):
+                href = re.search(r"""href\s*=\s*["']([^"']+)["']""", attributes)
+                path = self._file(html.unescape(href.group(1))) if href else None
+                if path is not None:
+                    self.used.add(str(path))
+                    css = self._css(path.read_text(encoding="utf-8"), path.parent)
+                    return f"<style>\n{css}\n</style>"
+            extra: list[str] = []
+
+            def attribute(item: re.Match[str]) -> str:
+                space, attr, equals = item.group(1), item.group(2), item.group(3)
+                lowered = attr.lower()
+                if equals is None:
+                    return item.group(0)
+                value = html.unescape(_value(item))
+                if lowered == "style":
+                    return f'{space}{attr}="{html.escape(self._css(value, self.site))}"'
+                if lowered not in _ASSET_ATTRIBUTES:
+                    return item.group(0)
+                path = self._file(value)
+                if path is None:
+                    return item.group(0)
+                self.used.add(str(path))
+                key, uri = self._uri(path)
+                if lowered == "href" and name == "a" and "download=" not in attributes:
+                    extra.append(f' download="{html.escape(path.name)}"')
+                if str(path) not in seen:  # the first use carries the data
+                    seen.add(str(path))
+                    return f'{space}{attr}="{uri}" data-rg-asset="{lowered} {key}"'
+                return f'{space}data-rg-{lowered}="{key}"'  # later uses: filled in by script
+
+            rewritten = _ATTRIBUTE.sub(attribute, attributes)
+            return f"<{match.group(1)}{rewritten}{''.join(extra)}{match.group(3)}>"
+
+        pieces: list[str] = []
+        position = 0
+        for block in _RAW.finditer(text):
+            pieces.append(_TAG.sub(tag, text[position: block.start()]))
+            pieces.append(raw(block.group(1), block.group(2).lower(), block.group(3),
+                              block.group(4)))
+            position = block.end()
+        pieces.append(_TAG.sub(tag, text[position:]))
+        return "".join(pieces)
+
+    def _json(self, body: str) -> str:
+        """Paths to site files inside embedded JSON become references the script resolves."""
+        def string(match: re.Match[str]) -> str:
+            try:
+                value = json.loads(match.group(0))
+            except ValueError:
+                return match.group(0)
+            path = self._file(value) if isinstance(value, str) else None
+            if path is None:
+                return match.group(0)
+            self.used.add(str(path))
+            return json.dumps(f"rg-asset:{self._uri(path)[0]}")
+
+        return re.sub(r'"(?:[^"\\]|\\.)*"', string, body)
+
+    def _add_runtime(self, text: str) -> str:
+        """The style and script that switch pages and fill in shared pictures."""
+        style = f"<style>\n{_RUNTIME_CSS}</style>\n"
+        script = f"<script>\n{_RUNTIME_JS}</script>\n"
+        head_end = re.search(r"</head\s*>", text, re.I)
+        if head_end:
+            text = text[: head_end.start()] + style + text[head_end.start():]
+        body = _BODY.search(text)
+        first_script = re.compile(r"<script\b(?![^>]*application/(ld\+)?json)", re.I)
+        where = None
+        if body:
+            found = first_script.search(text, body.start(2))
+            where = found.start() if found else body.end(2)
+        if where is None:
+            return text + script
+        return text[:where] + script + text[where:]
+
+
+def _value(item: re.Match[str]) -> str:
+    for group in (4, 5, 6):
+        if item.group(group) is not None:
+            return item.group(group)
+    return ""
+
+
+def _outside_raw(text: str, change) -> str:  # type: ignore[no-untyped-def]
+    """Apply ``change`` to the text between <script>/<style> blocks, never inside them."""
+    pieces: list[str] = []
+    position = 0
+    for block in _RAW.finditer(text):
+        pieces.append(change(text[position: block.start()]))
+        pieces.append(change(block.group(1)) + block.group(3) + block.group(4))
+        position = block.end()
+    pieces.append(change(text[position:]))
+    return "".join(pieces)
+
+
+def _ids(text: str) -> list[str]:
+    found: list[str] = []
+
+    def collect(chunk: str) -> str:
+        for match in _TAG.finditer(chunk):
+            for item in _ATTRIBUTE.finditer(match.group(2) or ""):
+                if item.group(2).lower() == "id" and item.group(3) is not None:
+                    found.append(html.unescape(_value(item)))
+        return chunk
+
+    _outside_raw(text, collect)
+    return found
+
+
+_RUNTIME_CSS = """\
+/* reportgen single file: one page at a time (script below; CSS :target without it) */
+.rg-page[hidden] { display: none !important; }
+html:not(.rg-js) .rg-page { display: none; }
+html:not(.rg-js) .rg-page:target, html:not(.rg-js) .rg-page:has(:target) { display: block; }
+html:not(.rg-js) .rg-pages:not(:has(:target)) > .rg-page:first-child { display: block; }
+"""
+
+_RUNTIME_JS = """\
+/* reportgen single file: fill in pictures used more than once, show one page at a time. */
+(function () {
+  "use strict";
+  var doc = document, assets = {}, i, j;
+  var marked = doc.querySelectorAll("[data-rg-asset]");
+  for (i = 0; i < marked.length; i++) {
+    var spec = marked[i].getAttribute("data-rg-asset").split(" ");
+    assets[spec[1]] = marked[i].getAttribute(spec[0]);
+  }
+  ["src", "href", "poster"].forEach(function (name) {
+    var later = doc.querySelectorAll("[data-rg-" + name + "]");
+    for (j = 0; j < later.length; j++) {
+      var uri = assets[later[j].getAttribute("data-rg-" + name)];
+      if (uri) later[j].setAttribute(name, uri);
+    }
+  });
+  var json = doc.querySelectorAll('script[type="application/json"], script[type="application/ld+json"]');
+  for (i = 0; i < json.length; i++) {
+    json[i].textContent = json[i].textContent.replace(/rg-asset:(a[0-9]+)/g, function (all, key) {
+      return assets[key] || all;
+    });
+  }
+
+  var pages = Array.prototype.slice.call(doc.querySelectorAll(".rg-pages > .rg-page"));
+  if (!pages.length) return;
+  var shown = null;
+
+  function decode(text) {
+    try { return decodeURIComponent(text); } catch (e) { return text; }
+  }
+
+  function find(hash) {
+    var id = decode(hash.replace(/^#/, ""));
+    if (!id) return { page: pages[0] };
+    var element = doc.getElementById(id);
+    if (element) {
+      var page = element.closest(".rg-page");
+      if (!page) return null;  // the shell's own anchors (#main): no page change
+      return { page: page, element: element === page ? null : element };
+    }
+    var channel = /^(.+):([0-9]+)$/.exec(id);  // LAYER:INDEX, a channel of one layer
+    if (channel) {
+      for (var k = 0; k < pages.length; k++) {
+        if (pages[k].getAttribute("data-rg-layer") === channel[1]) return { page: pages[k] };
+      }
+      for (k = 0; k < pages.length; k++) {
+        var holders = pages[k].querySelectorAll("[data-layer]");
+        for (var m = 0; m < holders.length; m++) {
+          if (holders[m].getAttribute("data-layer") === channel[1]) return { page: pages[k] };
+        }
+      }
+    }
+    return { page: pages[0] };
+  }
+
+  function show() {
+    var target = find(location.hash);
+    if (!target) return;
+    var changed = target.page !== shown;
+    shown = target.page;
+    pages.forEach(function (page) { page.hidden = page !== shown; });
+    if (shown.getAttribute("data-title")) doc.title = shown.getAttribute("data-title");
+    var links = doc.querySelectorAll('a[href^="#rg-page-"]');
+    for (var n = 0; n < links.length; n++) {
+      if (links[n].closest(".rg-page")) continue;
+      if (links[n].getAttribute("href") === "#" + shown.id) links[n].setAttribute("aria-current", "page");
+      else if (links[n].getAttribute("aria-current") === "page") links[n].removeAttribute("aria-current");
+    }
+    if (target.element) target.element.scrollIntoView();
+    else if (changed) window.scrollTo(0, 0);
+  }
+
+  doc.documentElement.classList.add("rg-js");
+  window.addEventListener("hashchange", show);
+  show();
+})();
+"""

@@ -1,0 +1,297 @@
+"""The single-file report: everything inlined, no request leaves the file, pages still work."""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import reportgen
+from reportgen import selfcontained
+from reportgen.cli import cli
+from reportgen.errors import ReportError
+from reportgen.selfcontained import write_single_file
+
+from conftest import TinyNet
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def elements(text: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = Elements()
+    parser.feed(text)
+    return parser.tags
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> reportgen.Report:
+    import numpy as np
+
+    y, x = np.mgrid[0:48, 0:64]
+    image = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1).clip(0, 255).astype(np.uint8)
+    site = tmp_path_factory.mktemp("single") / "site"
+    return reportgen.build_report(TinyNet(), None, image, site, self_contained=True)
+
+
+def test_build_writes_report_html_beside_the_site(tiny_report):
+    single = tiny_report.single_file
+    assert single == tiny_report.site_dir / "report.html" and single.is_file()
+    assert (tiny_report.site_dir / "index.html").is_file()  # the site is still there
+
+
+def test_everything_is_inlined(tiny_report):
+    text = tiny_report.single_file.read_text(encoding="utf-8")
+    tags = elements(text)
+    sources = [attrs["src"] for tag, attrs in tags if tag in ("img", "script") and "src" in attrs]
+    assert sources and all(src.startswith("data:") for src in sources)
+    assert not [attrs for tag, attrs in tags if tag == "link" and attrs.get("rel") == "stylesheet"]
+    assert not re.search(r"""(src|href)="(img|static)/""", text)
+    for tag, attrs in tags:
+        if "href" in attrs:
+            assert attrs["href"].startswith(("#", "data:")), (tag, attrs)
+    # every picture of the site is in the file exactly once, as the bytes on disk
+    pictures = sorted((tiny_report.site_dir / "img").iterdir())
+    for picture in pictures:
+        encoded = base64.b64encode(picture.read_bytes()).decode()
+        assert text.count(encoded) == 1, picture.name
+    # the manifest link downloads the real manifest
+    manifest = next(attrs for tag, attrs in tags
+                    if tag == "a" and attrs.get("download") == "manifest.json" and
+                    (attrs.get("href") or "").startswith("data:"))
+    data = base64.b64decode(manifest["href"].split(",", 1)[1])
+    assert json.loads(data)["generator"] == "reportgen"
+
+
+def test_one_page_per_site_page_with_unique_ids_and_resolving_links(tiny_report):
+    text = tiny_report.single_file.read_text(encoding="utf-8")
+    tags = elements(text)
+    ids = [attrs["id"] for _, attrs in tags if attrs.get("id")]
+    assert len(ids) == len(set(ids)), "duplicate ids"
+    pages = [attrs["id"] for tag, attrs in tags if "rg-page" in (attrs.get("class") or "").split()]
+    expected = ["rg-page-index"] + [f"rg-page-{layer.page[:-5]}" for layer in tiny_report.layers]
+    assert pages == expected
+    for tag, attrs in tags:
+        href = attrs.get("href") or ""
+        if href.startswith("#") and len(href) > 1:
+            fragment = href[1:]
+            assert fragment in ids or re.fullmatch(r".+:\d+", fragment), href
+
+
+def test_same_site_gives_the_same_bytes(tiny_report, tmp_path):
+    again = write_single_file(tiny_report.site_dir, tmp_path / "again.html")
+    assert again.path.read_bytes() == tiny_report.single_file.read_bytes()
+    assert again.pages == len(tiny_report.layers) + 1
+
+
+def test_generic_rewriting_of_a_hand_made_site(tmp_path):
+    """Independent of reportgen's templates: ids shared by pages, fragments, JSON, CSS url()."""
+    site = tmp_path / "site"
+    (site / "img").mkdir(parents=True)
+    (site / "static").mkdir()
+    (site / "img" / "a.png").write_bytes(b"\x89PNG fake a")
+    (site / "static" / "dot.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    (site / "static" / "s.css").write_text("body{background:url(dot.svg)} .x{filter:url(#f)}")
+    (site / "static" / "r.js").write_text("var s = '</script>';")
+    (site / "manifest.json").write_text('{"generator": "reportgen", "layers": '
+                                        '[{"page": "layer-b.html"}, {"page": "layer-a.html"}]}')
+    shell = ('<!doctype html><html><head><title>{title}</title>'
+             '<link rel="stylesheet" href="static/s.css"></head><body>'
+             '<a href="index.html">home</a><main id="main">{main}</main>'
+             '<script src="static/r.js"></script></body></html>')
+    (site / "index.html").write_text(shell.format(title="Index", main=(
+        '<img src="img/a.png"><a href="layer-a.html#stats">a stats</a>'
+        '<a href="layer-b.html">b</a><p id="top">t</p><a href="manifest.json">m</a>')))
+    for name in ("a", "b"):
+        (site / f"layer-{name}.html").write_text(shell.format(title=f"Layer {name}", main=(
+            f'<article data-layer="{name}"><h2 id="stats">S</h2><a href="#stats">self</a>'
+            f'<label for="stats">x</label><img src="img/a.png" alt="again">'
+            f'<a href="index.html#top">up</a><a href="layer-{name}.html#{name}:3">ch</a>'
+            '<script type="application/json">{"src": "img/a.png", "n": "img/none.png"}</script>'
+            '</article>')))
+    made = write_single_file(site, tmp_path / "one.html")
+    text = made.path.read_text()
+    assert made.pages == 3 and made.assets == 5  # png, css, svg (from the css), js, manifest
+    # pages in the manifest's order after the index
+    assert [m for m in re.findall(r'id="(rg-page-[^"]+)"', text)] == \
+        ["rg-page-index", "rg-page-layer-b", "rg-page-layer-a"]
+    assert 'id="layer-a--stats"' in text and 'id="layer-b--stats"' in text
+    assert 'href="#layer-a--stats">a stats' in text and 'for="layer-b--stats"' in text
+    assert 'href="#rg-page-layer-b">b' in text and 'href="#top">up' in text
+    assert 'href="#a:3"' in text  # a channel address stays for the page's script
+    assert 'href="#rg-page-index">home' in text
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake a").decode()
+    assert text.count(png) == 1  # once; the other uses point at it
+    assert 'data-rg-src="a' in text and '"src": "rg-asset:a' in text
+    assert '"n": "img/none.png"' in text  # not a file of the site: left alone
+    assert "url(#f)" in text and "url(dot.svg)" not in text and "data:image/svg+xml" in text
+    assert "<\\/script>" in text and "static/r.js" not in text
+
+
+def test_no_report_no_file(tmp_path):
+    with pytest.raises(ReportError, match="no index.html"):
+        write_single_file(tmp_path)
+
+
+def test_large_file_warns_and_suggests_layers(tiny_report, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(selfcontained, "WARN_BYTES", 1000)
+    with caplog.at_level(logging.WARNING, logger="reportgen"):
+        made = write_single_file(tiny_report.site_dir, tmp_path / "big.html")
+    assert made.too_large
+    assert any("--layers" in record.getMessage() and record.levelno == logging.WARNING
+               for record in caplog.records)
+
+
+def test_cli_option_prints_the_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["build", "-m", "mobilenet_v2", "-w", "none", "-i", "coffee",
+                                      "--size", "32", "--layers", "features.0.0",
+                                      "--self-contained"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"Single file: site/report\.html \(\d+\.\d MB\)", result.output)
+    assert (tmp_path / "site" / "report.html").is_file()
+
+
+# ------------------------------------------------------------------------------ browser
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs chromium and playwright (make browser)")
+        pytest.skip("chromium or playwright is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Visit:
+    """A page that records every request and console error."""
+
+    def __init__(self, browser, url: str, javascript: bool = True) -> None:
+        self.context = browser.new_context(java_script_enabled=javascript,
+                                           viewport={"width": 1200, "height": 800})
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", lambda message: self.errors.append(message.text)
+                     if message.type == "error" else None)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(url)
+        self.page.wait_for_load_state("load")
+
+    def shown_pages(self) -> list[str]:
+        return self.page.evaluate("""Array.from(document.querySelectorAll('.rg-page'))
+            .filter(p => getComputedStyle(p).display !== 'none').map(p => p.id)""")
+
+    def broken_images(self) -> list[str]:
+        """Images of the shown page that do not decode (lazy ones are loaded first)."""
+        return self.page.evaluate("""async () => {
+            const shown = Array.from(document.querySelectorAll('.rg-page'))
+              .filter(p => getComputedStyle(p).display !== 'none');
+            const images = shown.flatMap(p => Array.from(p.querySelectorAll('img')))
+              .filter(i => i.closest('dialog') === null);
+            const bad = [];
+            for (const image of images) {
+              image.loading = 'eager';
+              try { await image.decode(); } catch (e) { bad.push(image.alt || 'image'); continue; }
+              if (!image.naturalWidth) bad.push(image.alt || 'image');
+            }
+            return bad;
+        }""")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.mark.browser
+def test_opens_offline_without_any_request_and_navigates(browser, tiny_report):
+    url = tiny_report.single_file.as_uri()
+    visit = Visit(browser, url)
+    try:
+        assert visit.shown_pages() == ["rg-page-index"]
+        assert visit.broken_images() == []
+        layer = tiny_report.layers[2]
+        visit.page.click(f'.rg-page:not([hidden]) a[href="#rg-page-{layer.page[:-5]}"] >> nth=0')
+        visit.page.wait_for_function(
+            f"location.hash === '#rg-page-{layer.page[:-5]}'")
+        assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
+        assert layer.name in visit.page.title()
+        assert visit.broken_images() == []
+        # back to the overview, at this layer's row, by the page's own link
+        visit.page.click('.rg-page:not([hidden]) a[href^="#"]:text("All layers")')
+        visit.page.wait_for_function("!location.hash.startsWith('#rg-page-')")
+        assert visit.shown_pages() == ["rg-page-index"]
+        # a channel address shows that layer's page
+        visit.page.evaluate(f"location.hash = {json.dumps('#' + layer.name + ':1')}")
+        visit.page.wait_for_timeout(100)
+        assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
+        visit.page.wait_for_timeout(200)
+        assert all(request.startswith("data:") or request.split("#")[0] == url
+                   for request in visit.requests), sorted(set(visit.requests))
+        assert visit.errors == []
+    finally:
+        visit.close()
+
+
+@pytest.mark.browser
+def test_looks_like_the_site(browser, tiny_report):
+    probe = """() => ({
+        background: getComputedStyle(document.body).backgroundColor,
+        font: getComputedStyle(document.body).fontFamily,
+        main: Math.round(document.querySelector('main').getBoundingClientRect().width),
+        input: Array.from(document.querySelectorAll('main img')).slice(0, 1)
+          .map(i => [Math.round(i.getBoundingClientRect().width), i.naturalWidth]),
+        tables: Array.from(document.querySelectorAll('main table'))
+          .filter(t => t.offsetParent !== null).length,
+        headings: Array.from(document.querySelectorAll('main h1, main h2'))
+          .filter(h => h.offsetParent !== null).map(h => h.textContent.trim()),
+    })"""
+    site = Visit(browser, (tiny_report.site_dir / "index.html").as_uri())
+    single = Visit(browser, tiny_report.single_file.as_uri())
+    try:
+        single.page.wait_for_timeout(100)
+        assert single.page.evaluate(probe) == site.page.evaluate(probe)
+    finally:
+        site.close()
+        single.close()
+
+
+@pytest.mark.browser
+def test_without_javascript_pages_switch_by_css(browser, tiny_report):
+    url = tiny_report.single_file.as_uri()
+    visit = Visit(browser, url, javascript=False)
+    try:
+        assert visit.shown_pages() == ["rg-page-index"]
+        layer = tiny_report.layers[0]
+        visit.page.goto(f"{url}#rg-page-{layer.page[:-5]}")
+        assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
+        assert all(request.startswith("data:") or request.split("#")[0] == url
+                   for request in visit.requests)
+    finally:
+        visit.close()
