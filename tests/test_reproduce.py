@@ -111,3 +111,18 @@ def test_bibtex_escapes_and_has_the_build_year():
 def test_index_includes_the_partial_once():
     index = (ROOT / "templates" / "index.html").read_text(encoding="utf-8")
     assert index.count('{% include "_reproduce.html" %}') == 1
+
+
+def test_recorded_command_has_only_the_flags_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["build", "-m", "mobilenet_v2", "-w", "none", "-i", "coffee",
+                                      "--size", "32", "--layers", "features.0.0"])
+    assert result.exit_code == 0, result.output
+    command = json.loads((tmp_path / "site" / "manifest.json").read_text())["command"]
+    assert "--rectify" not in command and "--self-contained" not in command
+    result = CliRunner().invoke(cli, ["build", "-m", "mobilenet_v2", "-w", "none", "-i", "coffee",
+                                      "--size", "32", "--layers", "features.0.0", "--rectify",
+                                      "--self-contained"])
+    assert result.exit_code == 0, result.output
+    command = json.loads((tmp_path / "site" / "manifest.json").read_text())["command"]
+    assert " --rectify " in command and command.endswith(" --self-contained")
