@@ -195,3 +195,35 @@ def test_from_a_report_of_an_in_memory_image_asks_for_the_file(tmp_path, gradien
     build_small_report(tmp_path / "site", gradient_image)
     with pytest.raises(ReportError, match="in-memory image.*-i PATH"):
         make_figure(tmp_path / "f.png", ["features.0.0"], source=tmp_path / "site")
+
+
+def test_from_a_report_of_a_checkpoint_finds_or_asks_for_it(tmp_path, monkeypatch):
+    import torchvision
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "runs" / "best.pth"
+    checkpoint.parent.mkdir()
+    torch.save(torchvision.models.squeezenet1_1(weights=None).state_dict(), checkpoint)
+    reportgen.build_report("squeezenet1_1", checkpoint, "camera", tmp_path / "site", size=64,
+                           layers="features.0")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ReportError, match=r"checkpoint 'best\.pth'.*-w PATH"):
+        make_figure("f.png", ["features.0:0"], source=tmp_path / "site")
+    made = make_figure("f.png", ["features.0:0"], source=tmp_path / "site", weights=checkpoint,
+                       dpi=72)
+    assert made.panels[0].shape[0] == 64
+    monkeypatch.chdir(checkpoint.parent)  # found by its base name in the current folder
+    assert make_figure("g.png", ["features.0:0"], source=tmp_path / "site", dpi=72).panels
+
+
+def test_from_a_report_shows_the_values_the_report_measured(tmp_path):
+    report = build_small_report(tmp_path / "site", "coffee")
+    made = make_figure(tmp_path / "f.png", ["features.1.conv.1"], source=tmp_path / "site",
+                       dpi=72)
+    stats = report.manifest["layers"][1]["stats"]
+    assert report.manifest["layers"][1]["name"] == "features.1.conv.1"
+    assert made.panels[0].low[0] == pytest.approx(stats["min"], rel=1e-5, abs=1e-6)
+    assert made.panels[0].high[0] == pytest.approx(stats["max"], rel=1e-5)
+    assert stats["min"] >= 0  # the report was rectified, and so is the figure
