@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 from html.parser import HTMLParser
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -171,22 +172,49 @@ def test_cli_option_prints_the_size(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ browser
+# Playwright's sync API allows one instance per thread, and other test modules may keep theirs
+# open for the whole session; ours lives in a thread of its own, so the two never meet.
+
+class BrowserThread:
+    """Headless Chromium driven from one worker thread; ``run(fn)`` calls ``fn(browser)`` there."""
+
+    def __init__(self, executable: str) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chromium")
+        self.pool.submit(self._start, executable).result()
+
+    def _start(self, executable: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=executable,
+                                                       args=CHROMIUM_ARGS)
+
+    def run(self, action):  # type: ignore[no-untyped-def]
+        return self.pool.submit(action, self.browser).result()
+
+    def close(self) -> None:
+        def stop() -> None:
+            self.browser.close()
+            self.playwright.stop()
+
+        self.pool.submit(stop).result()
+        self.pool.shutdown()
+
 
 @pytest.fixture(scope="module")
 def browser():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
-        sync_playwright = None
-    if chromium is None or sync_playwright is None:
+        chromium = None
+    if chromium is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs chromium and playwright (make browser)")
         pytest.skip("chromium or playwright is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    driver = BrowserThread(chromium)
+    yield driver
+    driver.close()
 
 
 class Visit:
@@ -232,31 +260,35 @@ class Visit:
 @pytest.mark.browser
 def test_opens_offline_without_any_request_and_navigates(browser, tiny_report):
     url = tiny_report.single_file.as_uri()
-    visit = Visit(browser, url)
-    try:
-        assert visit.shown_pages() == ["rg-page-index"]
-        assert visit.broken_images() == []
-        layer = tiny_report.layers[2]
-        visit.page.click(f'.rg-page:not([hidden]) a[href="#rg-page-{layer.page[:-5]}"] >> nth=0')
-        visit.page.wait_for_function(
-            f"location.hash === '#rg-page-{layer.page[:-5]}'")
-        assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
-        assert layer.name in visit.page.title()
-        assert visit.broken_images() == []
-        # back to the overview, at this layer's row, by the page's own link
-        visit.page.click('.rg-page:not([hidden]) a[href^="#"]:text("All layers")')
-        visit.page.wait_for_function("!location.hash.startsWith('#rg-page-')")
-        assert visit.shown_pages() == ["rg-page-index"]
-        # a channel address shows that layer's page
-        visit.page.evaluate(f"location.hash = {json.dumps('#' + layer.name + ':1')}")
-        visit.page.wait_for_timeout(100)
-        assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
-        visit.page.wait_for_timeout(200)
-        assert all(request.startswith("data:") or request.split("#")[0] == url
-                   for request in visit.requests), sorted(set(visit.requests))
-        assert visit.errors == []
-    finally:
-        visit.close()
+    layer = tiny_report.layers[2]
+    page_id = f"rg-page-{layer.page[:-5]}"
+
+    def check(chromium) -> None:
+        visit = Visit(chromium, url)
+        try:
+            assert visit.shown_pages() == ["rg-page-index"]
+            assert visit.broken_images() == []
+            visit.page.click(f'.rg-page:not([hidden]) a[href="#{page_id}"] >> nth=0')
+            visit.page.wait_for_function(f"location.hash === '#{page_id}'")
+            assert visit.shown_pages() == [page_id]
+            assert layer.name in visit.page.title()
+            assert visit.broken_images() == []
+            # back to the overview, at this layer's row, by the page's own link
+            visit.page.click('.rg-page:not([hidden]) a[href^="#"]:text("All layers")')
+            visit.page.wait_for_function("!location.hash.startsWith('#rg-page-')")
+            assert visit.shown_pages() == ["rg-page-index"]
+            # a channel address shows that layer's page
+            visit.page.evaluate(f"location.hash = {json.dumps('#' + layer.name + ':1')}")
+            visit.page.wait_for_function(
+                f"!document.getElementById({json.dumps(page_id)}).hidden")
+            assert visit.shown_pages() == [page_id]
+            assert all(request.startswith("data:") or request.split("#")[0] == url
+                       for request in visit.requests), sorted(set(visit.requests))
+            assert visit.errors == []
+        finally:
+            visit.close()
+
+    browser.run(check)
 
 
 @pytest.mark.browser
@@ -272,26 +304,35 @@ def test_looks_like_the_site(browser, tiny_report):
         headings: Array.from(document.querySelectorAll('main h1, main h2'))
           .filter(h => h.offsetParent !== null).map(h => h.textContent.trim()),
     })"""
-    site = Visit(browser, (tiny_report.site_dir / "index.html").as_uri())
-    single = Visit(browser, tiny_report.single_file.as_uri())
-    try:
-        single.page.wait_for_timeout(100)
-        assert single.page.evaluate(probe) == site.page.evaluate(probe)
-    finally:
-        site.close()
-        single.close()
+
+    def check(chromium) -> None:
+        site = Visit(chromium, (tiny_report.site_dir / "index.html").as_uri())
+        single = Visit(chromium, tiny_report.single_file.as_uri())
+        try:
+            single.page.wait_for_function("document.documentElement.classList.contains('rg-js')")
+            assert single.page.evaluate(probe) == site.page.evaluate(probe)
+        finally:
+            site.close()
+            single.close()
+
+    browser.run(check)
 
 
 @pytest.mark.browser
 def test_without_javascript_pages_switch_by_css(browser, tiny_report):
     url = tiny_report.single_file.as_uri()
-    visit = Visit(browser, url, javascript=False)
-    try:
-        assert visit.shown_pages() == ["rg-page-index"]
-        layer = tiny_report.layers[0]
-        visit.page.goto(f"{url}#rg-page-{layer.page[:-5]}")
-        assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
-        assert all(request.startswith("data:") or request.split("#")[0] == url
-                   for request in visit.requests)
-    finally:
-        visit.close()
+    layer = tiny_report.layers[0]
+
+    def check(chromium) -> None:
+        visit = Visit(chromium, url, javascript=False)
+        try:
+            assert visit.shown_pages() == ["rg-page-index"]
+            visit.page.goto(f"{url}#rg-page-{layer.page[:-5]}")
+            assert visit.shown_pages() == [f"rg-page-{layer.page[:-5]}"]
+            assert visit.broken_images() == []
+            assert all(request.startswith("data:") or request.split("#")[0] == url
+                       for request in visit.requests)
+        finally:
+            visit.close()
+
+    browser.run(check)
