@@ -282,6 +282,13 @@ def test_opens_offline_without_any_request_and_navigates(browser, tiny_report):
             visit.page.wait_for_function(
                 f"!document.getElementById({json.dumps(page_id)}).hidden")
             assert visit.shown_pages() == [page_id]
+            # the report's own script works on the inlined pictures too, whatever it draws:
+            # every CSS background it sets is a data: URI, and a channel view opens
+            backgrounds = visit.page.evaluate("""Array.from(document.querySelectorAll('*'))
+                .map(e => e.style && e.style.backgroundImage).filter(b => b && b !== 'none')""")
+            assert all(b.startswith('url("data:') for b in backgrounds), backgrounds[:3]
+            if visit.page.locator(f'[id="{page_id}"] dialog').count():
+                visit.page.wait_for_function("document.querySelector('dialog[open]') !== null")
             assert all(request.startswith("data:") or request.split("#")[0] == url
                        for request in visit.requests), sorted(set(visit.requests))
             assert visit.errors == []
