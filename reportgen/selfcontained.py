@@ -9,7 +9,8 @@ page as a prefix, stylesheets and scripts are inlined, and every file of the sit
 
 A picture used many times (the input image appears in every layer's channel view, a grid
 both as ``<img>`` and in the layer's JSON) is stored once: its first use carries the data, later
-uses carry a reference that a small inline script fills in before the report's own script
+uses (an ``<img>``, a path in embedded JSON or in a ``data-*`` attribute the report's script
+reads) carry a reference that a small inline script fills in before the report's own script
 runs. The same script shows one page at a time, following the address's #fragment (also the
 ``#LAYER:INDEX`` channel addresses, by the element with that ``data-layer``). Without
 JavaScript, CSS ``:target`` does the page switching and every first-use picture still shows.
@@ -216,11 +217,17 @@ class _Assembler:
     # ------------------------------------------------------------- assets
     def _file(self, value: str) -> Path | None:
         """The site file a relative URL names, or None (external, data:, missing, outside)."""
+        if not value or len(value) > 1024 or value.startswith("#") or \
+                any(character in value for character in '{}[]"<>\n'):
+            return None  # not a URL (e.g. JSON in a data attribute)
         parts = urlsplit(value)
-        if parts.scheme or parts.netloc or not parts.path or value.startswith("#"):
+        if parts.scheme or parts.netloc or not parts.path:
             return None
-        path = (self.site / unquote(parts.path)).resolve()
-        if self.site not in path.parents or not path.is_file() or path.suffix == ".html":
+        try:
+            path = (self.site / unquote(parts.path)).resolve()
+            if self.site not in path.parents or not path.is_file() or path.suffix == ".html":
+                return None
+        except (OSError, ValueError):
             return None
         return path
 
@@ -286,6 +293,17 @@ class _Assembler:
                 value = html.unescape(_value(item))
                 if lowered == "style":
                     return f'{space}{attr}="{html.escape(self._css(value, self.site))}"'
+                if lowered.startswith("data-") and not lowered.startswith("data-rg-"):
+                    # data for the page's script (JSON or a bare path): references it resolves
+                    path = self._file(value)
+                    changed = f"rg-asset:{self._uri(path)[0]}" if path else self._json(value)
+                    if changed == value:
+                        return item.group(0)
+                    if path is not None:
+                        self.used.add(str(path))
+                    if ' data-rg-tokens=""' not in extra:
+                        extra.append(' data-rg-tokens=""')
+                    return f'{space}{attr}="{html.escape(changed)}"'
                 if lowered not in _ASSET_ATTRIBUTES:
                     return item.group(0)
                 path = self._file(value)
@@ -404,11 +422,17 @@ _RUNTIME_JS = """\
       if (uri) later[j].setAttribute(name, uri);
     }
   });
+  function resolve(text) {
+    return text.replace(/rg-asset:(a[0-9]+)/g, function (all, key) { return assets[key] || all; });
+  }
   var json = doc.querySelectorAll('script[type="application/json"], script[type="application/ld+json"]');
-  for (i = 0; i < json.length; i++) {
-    json[i].textContent = json[i].textContent.replace(/rg-asset:(a[0-9]+)/g, function (all, key) {
-      return assets[key] || all;
-    });
+  for (i = 0; i < json.length; i++) json[i].textContent = resolve(json[i].textContent);
+  var holders = doc.querySelectorAll("[data-rg-tokens]");
+  for (i = 0; i < holders.length; i++) {
+    for (j = 0; j < holders[i].attributes.length; j++) {
+      var attribute = holders[i].attributes[j];
+      if (attribute.value.indexOf("rg-asset:") >= 0) attribute.value = resolve(attribute.value);
+    }
   }
 
   var pages = Array.prototype.slice.call(doc.querySelectorAll(".rg-pages > .rg-page"));

@@ -69,11 +69,13 @@ def test_everything_is_inlined(tiny_report):
     for tag, attrs in tags:
         if "href" in attrs:
             assert attrs["href"].startswith(("#", "data:")), (tag, attrs)
-    # every picture of the site is in the file exactly once, as the bytes on disk
+    # every picture of the site is in the file exactly once, as the bytes on disk, and no
+    # path to one is left anywhere (attributes, JSON for the script)
     pictures = sorted((tiny_report.site_dir / "img").iterdir())
     for picture in pictures:
         encoded = base64.b64encode(picture.read_bytes()).decode()
         assert text.count(encoded) == 1, picture.name
+        assert f"img/{picture.name}" not in text
     # the manifest link downloads the real manifest
     manifest = next(attrs for tag, attrs in tags
                     if tag == "a" and attrs.get("download") == "manifest.json" and
@@ -121,12 +123,15 @@ def test_generic_rewriting_of_a_hand_made_site(tmp_path):
     (site / "index.html").write_text(shell.format(title="Index", main=(
         '<img src="img/a.png"><a href="layer-a.html#stats">a stats</a>'
         '<a href="layer-b.html">b</a><p id="top">t</p><a href="manifest.json">m</a>')))
+    long = "x" * 400  # a data attribute longer than any file name may be
     for name in ("a", "b"):
         (site / f"layer-{name}.html").write_text(shell.format(title=f"Layer {name}", main=(
             f'<article data-layer="{name}"><h2 id="stats">S</h2><a href="#stats">self</a>'
             f'<label for="stats">x</label><img src="img/a.png" alt="again">'
             f'<a href="index.html#top">up</a><a href="layer-{name}.html#{name}:3">ch</a>'
             '<script type="application/json">{"src": "img/a.png", "n": "img/none.png"}</script>'
+            f'<div data-info=\'{{"grid": {{"src": "img/a.png"}}, "long": "{long}"}}\' '
+            'data-src="img/a.png"></div>'
             '</article>')))
     made = write_single_file(site, tmp_path / "one.html")
     text = made.path.read_text()
@@ -143,6 +148,9 @@ def test_generic_rewriting_of_a_hand_made_site(tmp_path):
     assert text.count(png) == 1  # once; the other uses point at it
     assert 'data-rg-src="a' in text and '"src": "rg-asset:a' in text
     assert '"n": "img/none.png"' in text  # not a file of the site: left alone
+    assert 'data-info="{&quot;grid&quot;: {&quot;src&quot;: &quot;rg-asset:a' in text
+    assert 'data-src="rg-asset:a' in text and text.count('data-rg-tokens=""') == 2
+    assert "img/a.png" not in text
     assert "url(#f)" in text and "url(dot.svg)" not in text and "data:image/svg+xml" in text
     assert "<\\/script>" in text and "static/r.js" not in text
 
@@ -268,6 +276,11 @@ def test_opens_offline_without_any_request_and_navigates(browser, tiny_report):
         try:
             assert visit.shown_pages() == ["rg-page-index"]
             assert visit.broken_images() == []
+            unresolved = visit.page.evaluate("""Array.from(document.querySelectorAll('*'))
+                .flatMap(e => Array.from(e.attributes).map(a => a.value)
+                  .concat(e.matches('script[type="application/json"]') ? [e.textContent] : []))
+                .filter(v => v.includes('rg-asset:')).length""")
+            assert unresolved == 0
             visit.page.click(f'.rg-page:not([hidden]) a[href="#{page_id}"] >> nth=0')
             visit.page.wait_for_function(f"location.hash === '#{page_id}'")
             assert visit.shown_pages() == [page_id]
