@@ -124,42 +124,43 @@ class _Assembler:
         self.pages = pages
         self.layer_names = layer_names
         self.texts = {name: (site / name).read_text(encoding="utf-8") for name in pages}
-        self.ids = {name: _ids(self.texts[name]) for name in pages}
+        self.parts = {name: _split(self.texts[name], name) for name in pages}
+        # The shell (everything around <main>'s content) of a layer page, the most common kind;
+        # where the overview's shell differs (say, no input thumbnail in its sidebar), the
+        # differing elements are kept and marked to show on the overview or on the others only.
+        self.base = pages[1] if len(pages) > 1 else pages[0]
+        self.ids = {name: _ids(self.parts[name][1]) for name in pages}
+        shell_ids = set(_ids(self.parts[self.base][0] + self.parts[self.base][2]))
         counts: dict[str, int] = {}
         for name in pages:
             for element_id in self.ids[name]:
                 counts[element_id] = counts.get(element_id, 0) + 1
-        # The overview keeps its ids; an id also used by another page gets that page's prefix.
-        taken = set(self.ids["index.html"]) | {_page_id(name) for name in pages}
-        self.renamed: dict[str, dict[str, str]] = {}
+        # The overview keeps its ids; an id also used elsewhere gets its page's name as prefix.
+        taken = set(self.ids["index.html"]) | shell_ids | {_page_id(name) for name in pages}
+        self.renamed: dict[str, dict[str, str]] = {"index.html": {}, "": {}}
         for name in pages[1:]:
             self.renamed[name] = {element_id: f"{_page_id(name)[len(PAGE_PREFIX):]}--{element_id}"
                                   for element_id in self.ids[name]
                                   if counts[element_id] > 1 or element_id in taken}
-        self.renamed["index.html"] = {}
         self.uris: dict[str, tuple[str, str]] = {}  # file -> (key, data URI)
         self.used: set[str] = set()
 
     # -------------------------------------------------------------- structure
     def document(self) -> tuple[str, int]:
-        shell = self.texts["index.html"]
-        match = _MAIN.search(shell) or _BODY.search(shell)
-        if match is None:
-            raise ReportError("index.html has no <main> or <body>; is it a reportgen report?")
+        head, _, tail = self.parts[self.base]
+        if self.base != "index.html":
+            index_head, _, index_tail = self.parts["index.html"]
+            head, tail = _variants(index_head, head), _variants(index_tail, tail)
         sections = [self._section(name) for name in self.pages]
-        head = self._rewrite("index.html", shell[: match.start(2)])
-        tail = self._rewrite("index.html", shell[match.end(2):])
         container = '\n<div class="rg-pages">\n' + "\n".join(sections) + "\n</div>\n"
-        text = head + container + tail
+        text = self._rewrite("", head) + container + self._rewrite("", tail)
         text = self._inline_assets(text)
         text = self._add_runtime(text)
         return text, len(self.used)
 
     def _section(self, name: str) -> str:
-        text = self.texts[name]
-        match = _MAIN.search(text) or _BODY.search(text)
-        inner = match.group(2) if match else text
-        title = _TITLE.search(text)
+        inner = self.parts[name][1]
+        title = _TITLE.search(self.texts[name])
         title_attribute = f' data-title="{title.group(1).strip()}"' if title else ""
         if name in self.layer_names:
             title_attribute += f' data-rg-layer="{html.escape(self.layer_names[name])}"'
@@ -364,6 +365,61 @@ class _Assembler:
         return text[:where] + script + text[where:]
 
 
+def _split(text: str, name: str) -> tuple[str, str, str]:
+    """(before, content, after) of the page's <main> (or <body>)."""
+    match = _MAIN.search(text) or _BODY.search(text)
+    if match is None:
+        raise ReportError(f"{name} has no <main> or <body>; is it a reportgen report?")
+    return text[: match.start(2)], match.group(2), text[match.end(2):]
+
+
+def _variants(index: str, base: str) -> str:
+    """The base shell, plus what only the overview's shell has, each part marked for its pages.
+
+    Line by line (the templates render one element per line or more): lines only the base has
+    show on pages other than the overview, lines only the overview has on the overview; a block
+    is marked only if it is whole elements, otherwise the base's lines are kept as they are.
+    """
+    import difflib
+
+    old, new = index.splitlines(keepends=True), base.splitlines(keepends=True)
+    out: list[str] = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for operation, i1, i2, j1, j2 in matcher.get_opcodes():
+        if operation in ("equal", "replace"):
+            out.extend(new[j1:j2])  # a changed line (a title, aria-current): the base's
+        elif operation == "insert":
+            out.append(_mark("".join(new[j1:j2]), "not-index"))
+        elif operation == "delete":
+            out.append(_mark("".join(old[i1:i2]), "index", keep=False))
+    return "".join(out)
+
+
+def _mark(block: str, where: str, keep: bool = True) -> str:
+    """Add data-rg-shell to the outermost elements of ``block``; unbalanced: keep or drop it."""
+    depth, marks = 0, []
+    for match in re.finditer(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)([^<>]*?)(/?)>", block):
+        closing, name, self_closing = match.group(1), match.group(2).lower(), match.group(4)
+        if closing:
+            depth -= 1
+            if depth < 0:
+                return block if keep else ""
+            continue
+        if depth == 0:
+            marks.append(match.end(3))
+        if not self_closing and name not in _VOID:
+            depth += 1
+    if depth != 0 or not marks:
+        return block if keep else ""
+    for position in reversed(marks):
+        block = block[:position] + f' data-rg-shell="{where}"' + block[position:]
+    return block
+
+
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+         "track", "wbr"}
+
+
 def _value(item: re.Match[str]) -> str:
     for group in (4, 5, 6):
         if item.group(group) is not None:
@@ -400,6 +456,13 @@ def _ids(text: str) -> list[str]:
 _RUNTIME_CSS = """\
 /* reportgen single file: one page at a time (script below; CSS :target without it) */
 .rg-page[hidden] { display: none !important; }
+.rg-page { scroll-margin-top: 100vh; }  /* a page's address shows it from the top */
+html.rg-on-index [data-rg-shell="not-index"],
+html.rg-js:not(.rg-on-index) [data-rg-shell="index"] { display: none !important; }
+html:not(.rg-js):not(:has(.rg-page:not(:first-child):target, .rg-page:not(:first-child) :target))
+  [data-rg-shell="not-index"] { display: none !important; }
+html:not(.rg-js):has(.rg-page:not(:first-child):target, .rg-page:not(:first-child) :target)
+  [data-rg-shell="index"] { display: none !important; }
 html:not(.rg-js) .rg-page { display: none; }
 html:not(.rg-js) .rg-page:target, html:not(.rg-js) .rg-page:has(:target) { display: block; }
 html:not(.rg-js) .rg-pages:not(:has(:target)) > .rg-page:first-child { display: block; }
@@ -473,6 +536,7 @@ _RUNTIME_JS = """\
     var changed = target.page !== shown;
     shown = target.page;
     pages.forEach(function (page) { page.hidden = page !== shown; });
+    doc.documentElement.classList.toggle("rg-on-index", shown === pages[0]);
     if (shown.getAttribute("data-title")) doc.title = shown.getAttribute("data-title");
     var links = doc.querySelectorAll('a[href^="#rg-page-"]');
     for (var n = 0; n < links.length; n++) {

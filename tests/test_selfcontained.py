@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
@@ -11,8 +12,10 @@ from html.parser import HTMLParser
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image, ImageChops
 
 import reportgen
 from reportgen import selfcontained
@@ -45,8 +48,6 @@ def elements(text: str) -> list[tuple[str, dict[str, str | None]]]:
 
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> reportgen.Report:
-    import numpy as np
-
     y, x = np.mgrid[0:48, 0:64]
     image = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1).clip(0, 255).astype(np.uint8)
     site = tmp_path_factory.mktemp("single") / "site"
@@ -325,12 +326,30 @@ def test_looks_like_the_site(browser, tiny_report):
           .filter(h => h.offsetParent !== null).map(h => h.textContent.trim()),
     })"""
 
+    layer = tiny_report.layers[1]
+
+    def differing_pixels(one: bytes, two: bytes) -> float:
+        first = Image.open(io.BytesIO(one)).convert("RGB")
+        second = Image.open(io.BytesIO(two)).convert("RGB")
+        assert first.size == second.size
+        changed = np.asarray(ImageChops.difference(first, second).convert("L")) > 16
+        return float(changed.mean())
+
     def check(chromium) -> None:
         site = Visit(chromium, (tiny_report.site_dir / "index.html").as_uri())
         single = Visit(chromium, tiny_report.single_file.as_uri())
         try:
             single.page.wait_for_function("document.documentElement.classList.contains('rg-js')")
             assert single.page.evaluate(probe) == site.page.evaluate(probe)
+            site.page.wait_for_timeout(300)
+            assert differing_pixels(site.page.screenshot(), single.page.screenshot()) < 0.005
+            # a layer page, reached by its address in each
+            site.page.goto((tiny_report.site_dir / layer.page).as_uri())
+            single.page.goto(f"{tiny_report.single_file.as_uri()}#rg-page-{layer.page[:-5]}")
+            for visit in (site, single):
+                visit.page.wait_for_load_state("load")
+                visit.page.wait_for_timeout(300)
+            assert differing_pixels(site.page.screenshot(), single.page.screenshot()) < 0.005
         finally:
             site.close()
             single.close()
