@@ -283,6 +283,8 @@ def test_escape_closes_the_channel_view(context, server, manifest):
     page.locator(f'[data-channel="{LAYER}:4"]').wait_for(state="visible")
     page.keyboard.press("Escape")
     page.locator("dialog.channel-view").wait_for(state="hidden")
+    # the dialog's "close" event (which clears the id and the address) is a queued task
+    page.wait_for_function("!document.querySelector('[data-channel]') && !location.hash")
     assert page.locator("[data-channel]").count() == 0
     assert "#" not in page.url
     assert page.evaluate("document.activeElement.dataset.index") == "4"
