@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -21,6 +22,10 @@ from torch import nn
 from reportgen.grids import GAP_VALUE, GridLayout
 
 HEATMAP_CMAP = "RdBu_r"
+#: ColorBrewer RdBu (11 classes, as in matplotlib's ``_cm._RdBu_data``), blue end first.
+_RDBU_R_ANCHORS = ((5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222),
+                   (209, 229, 240), (247, 247, 247), (253, 219, 199), (244, 165, 130),
+                   (214, 96, 77), (178, 24, 43), (103, 0, 31))
 MIN_TILE_PIXELS = 24  # kernels are upscaled (nearest) to at least this many pixels
 MAX_HEATMAP_SIDE = 1024
 
@@ -99,16 +104,33 @@ def _tile_planes(planes: torch.Tensor, layout: GridLayout) -> np.ndarray:
     return tile(planes, layout, GAP_VALUE)
 
 
-def _heatmap(matrix: torch.Tensor, stats: dict[str, float], groups: int) -> FilterFigure:
-    from reportgen.grids import colormap_lut
+@lru_cache(maxsize=1)
+def heatmap_lut() -> np.ndarray:
+    """matplotlib's ``RdBu_r`` as a 256x3 uint8 table, byte for byte, without matplotlib.
 
+    Importing matplotlib for this one table cost 0.2-0.3 s of a ~1.5 s MobileNetV2 report
+    (its 1x1 convs are heatmaps). This is matplotlib's ``LinearSegmentedColormap`` lookup
+    (``_create_lookup_table`` on the reversed segments, x' = 1 - x, then ``bytes=True``);
+    tests/test_perf_behaviour.py checks it equals ``matplotlib.colormaps["RdBu_r"]``.
+    """
+    colors = np.array(_RDBU_R_ANCHORS, dtype=np.float64) / 255.0
+    x = (1.0 - np.linspace(0.0, 1.0, len(colors))[::-1]) * 255
+    xind = 255 * np.linspace(0.0, 1.0, 256)
+    ind = np.searchsorted(x, xind)[1:-1]
+    distance = ((xind[1:-1] - x[ind - 1]) / (x[ind] - x[ind - 1]))[:, None]
+    lut = np.concatenate([colors[:1], distance * (colors[ind] - colors[ind - 1]) + colors[ind - 1],
+                          colors[-1:]])
+    return (np.clip(lut, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _heatmap(matrix: torch.Tensor, stats: dict[str, float], groups: int) -> FilterFigure:
     rows, cols = matrix.shape
     peak = float(matrix.abs().max()) or 1.0
     index = ((matrix / peak * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     scale = max(1, min(MAX_HEATMAP_SIDE // max(rows, cols), math.ceil(64 / min(rows, cols))))
     if scale > 1:
         index = np.kron(index, np.ones((scale, scale), dtype=np.uint8))
-    lut = colormap_lut(HEATMAP_CMAP)
+    lut = heatmap_lut()
     grouped = f" ({groups} groups: columns are the inputs within each group)" if groups > 1 else ""
     return FilterFigure(
         lut[index], "heatmap",
