@@ -68,17 +68,33 @@ class ActivationStats:
 
 
 def activation_stats(maps: torch.Tensor) -> ActivationStats:
-    """``maps`` is (C, H, W) float."""
-    flat = maps.reshape(maps.shape[0], -1)
-    positive = (flat > 0).float().mean(dim=1)
-    channel_mean = flat.mean(dim=1)
+    """``maps`` is (C, H, W) float in any memory layout.
+
+    Reductions run over (H, W) where the map lies: reshaping a channels-last map to (C, H*W)
+    would copy a whole activation (256 MB for VGG16's first layers at 1024x1024).
+    """
+    channel_mean = maps.mean(dim=(1, 2))
+    channel_max = maps.amax(dim=(1, 2))
+    positive = count_positive(maps).to(maps.dtype) / (maps.shape[1] * maps.shape[2])
     return ActivationStats(
         shape=tuple(int(v) for v in maps.shape),
-        mean=float(channel_mean.mean()), std=float(flat.std()) if flat.numel() > 1 else 0.0,
-        min=float(flat.min()), max=float(flat.max()),
+        mean=float(channel_mean.mean()), std=float(maps.std()) if maps.numel() > 1 else 0.0,
+        min=float(maps.amin(dim=(1, 2)).min()), max=float(channel_max.max()),
         fraction_positive=float(positive.mean()),
-        channel_mean=_rounded(channel_mean), channel_max=_rounded(flat.amax(dim=1)),
+        channel_mean=_rounded(channel_mean), channel_max=_rounded(channel_max),
         channel_fraction_positive=_rounded(positive))
+
+
+def count_positive(maps: torch.Tensor) -> torch.Tensor:
+    """Pixels > 0 per channel of (C, H, W).
+
+    torch sums a bool mask by converting all of it to int64 first, 8 bytes a pixel: 512 MB
+    for one of VGG16's first layers at 1024x1024. numpy sums it through small buffers, so on
+    the CPU the only temporary is the one-byte mask (and it took 0.05 s there, not 0.32 s).
+    """
+    if maps.device.type != "cpu" or maps.dtype not in (torch.float32, torch.float64):
+        return (maps > 0).sum(dim=(1, 2))
+    return torch.from_numpy(np.count_nonzero(maps.numpy() > 0, axis=(1, 2)))
 
 
 def _rounded(values: torch.Tensor) -> list[float]:
@@ -86,28 +102,37 @@ def _rounded(values: torch.Tensor) -> list[float]:
 
 
 def shrink_to_cap(maps: torch.Tensor, tile_cap: int | None) -> torch.Tensor:
-    """Area-average maps whose longer side exceeds ``tile_cap`` pixels (readable, and small)."""
+    """Area-average maps whose longer side exceeds ``tile_cap`` pixels (readable, and small).
+
+    ``maps`` is (C, H, W) or (1, C, H, W). Pass the conv output's own 4-D view when it is
+    channels-last: unsqueezed from 3-D it no longer looks channels-last to the pooling kernel,
+    which then copies it whole first (256 MB for a 64-channel map at 1024x1024).
+    """
     height, width = maps.shape[-2:]
     if not tile_cap or max(height, width) <= tile_cap:
         return maps
     scale = tile_cap / max(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if maps.dim() == 4:
+        return F.interpolate(maps, size=size, mode="area")
     return F.interpolate(maps.unsqueeze(0), size=size, mode="area")[0]
 
 
 def normalize_to_uint8(maps: torch.Tensor, how: str) -> torch.Tensor:
-    """Min-max to 0..255 per channel or over the layer; a constant map becomes 0, never NaN."""
-    flat = maps.reshape(maps.shape[0], -1)
+    """Min-max to 0..255 per channel or over the layer; a constant map becomes 0, never NaN.
+
+    Works on (C, H, W) in any memory layout; the result is contiguous.
+    """
     if how == "channel":
-        low = flat.amin(dim=1, keepdim=True)
-        high = flat.amax(dim=1, keepdim=True)
+        low = maps.amin(dim=(1, 2), keepdim=True)
+        high = maps.amax(dim=(1, 2), keepdim=True)
     else:
-        low, high = flat.min().view(1, 1), flat.max().view(1, 1)
+        low, high = maps.min().view(1, 1, 1), maps.max().view(1, 1, 1)
     span = high - low
-    scale = torch.where(span > 0, 255.0 / span.clamp_min(torch.finfo(flat.dtype).tiny),
+    scale = torch.where(span > 0, 255.0 / span.clamp_min(torch.finfo(maps.dtype).tiny),
                         torch.zeros_like(span))
-    scaled = ((flat - low) * scale).round_().clamp_(0, 255)
-    return scaled.to(torch.uint8).reshape(maps.shape)
+    scaled = (maps - low).mul_(scale).round_().clamp_(0, 255)
+    return scaled.to(torch.uint8, memory_format=torch.contiguous_format)
 
 
 def tile(maps: torch.Tensor, layout: GridLayout, gap_value: int = GAP_VALUE) -> np.ndarray:

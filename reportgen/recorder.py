@@ -83,11 +83,14 @@ class ActivationRecorder:
 
     def __call__(self, name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
         started = time.perf_counter()
-        maps = output[0].detach().float()  # batch of one; derived tensors only, never aliases
+        # Batch of one, in the layout the model produced (channels-last for torchvision's
+        # models); derived tensors only, never aliases kept past this call.
+        batch = output[:1].detach().float()
         if self.rectify:
-            maps = maps.clamp_min(0)
+            batch = batch.clamp_min(0)
+        maps = batch[0]
         stats = activation_stats(maps)
-        shown = shrink_to_cap(maps, self.tile_cap)
+        shown = shrink_to_cap(batch, self.tile_cap)[0]
         pixels = normalize_to_uint8(shown, self.normalize).cpu()
         layout = GridLayout.for_channels(pixels.shape[0], pixels.shape[1], pixels.shape[2])
         grid = tile(pixels, layout)
