@@ -195,7 +195,7 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
     try:
         module.to(device)
         with ConvHooks(module, recorder, chosen) as hooks:
-            output = hooks.run(batch.to(device, memory_format=_input_layout(module)))
+            output = hooks.run(batch.to(device).contiguous(memory_format=_input_layout(module)))
         return output.float().cpu() if isinstance(output, torch.Tensor) else None
     except (RuntimeError, ValueError) as error:
         # The meta check passed (or could not tell): explain a shape failure if it is one.
@@ -208,11 +208,13 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
 def _input_layout(module: nn.Module) -> torch.memory_format:
     """Channels-last input for torchvision's models, the usual layout for anyone else's.
 
-    VGG16 at 1024x1024 (one thread): the forward pass peaked 768 MB above its start with an
-    NCHW input (oneDNN reorders each conv output through a third activation-sized buffer) and
-    512 MB with a channels-last one, which also took 6.8 s of CPU instead of 8.2 s. All 65
-    torchvision classification models that build on the meta device run channels-last; a
-    user's module may ``.view()`` its activations, which channels-last strides can break.
+    The preprocessed batch comes out channels-last by accident (``pil_to_tensor`` keeps the
+    picture's HWC memory); this makes the choice deliberate. VGG16 at 1024x1024 (one thread):
+    the forward pass peaked 768 MB above its start with an NCHW input (oneDNN reorders each
+    conv output through a third activation-sized buffer) and 512 MB with a channels-last one,
+    which also took 6.8 s of CPU instead of 8.2 s. All 65 torchvision classification models
+    that build on the meta device run channels-last; a user's module may ``.view()`` its
+    activations, which channels-last strides can break, so it gets a contiguous NCHW input.
     """
     if type(module).__module__.startswith("torchvision.models."):
         return torch.channels_last
