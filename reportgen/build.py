@@ -195,7 +195,7 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
     try:
         module.to(device)
         with ConvHooks(module, recorder, chosen) as hooks:
-            output = hooks.run(batch.to(device).contiguous(memory_format=_input_layout(module)))
+            output = hooks.run(_laid_out(batch.to(device), module))
         return output.float().cpu() if isinstance(output, torch.Tensor) else None
     except (RuntimeError, ValueError) as error:
         # The meta check passed (or could not tell): explain a shape failure if it is one.
@@ -205,20 +205,22 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
         module.to(original)
 
 
-def _input_layout(module: nn.Module) -> torch.memory_format:
-    """Channels-last input for torchvision's models, the usual layout for anyone else's.
+def _laid_out(batch: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """Channels-last for torchvision's models, contiguous NCHW for anyone else's.
 
-    The preprocessed batch comes out channels-last by accident (``pil_to_tensor`` keeps the
-    picture's HWC memory); this makes the choice deliberate. VGG16 at 1024x1024 (one thread):
-    the forward pass peaked 768 MB above its start with an NCHW input (oneDNN reorders each
-    conv output through a third activation-sized buffer) and 512 MB with a channels-last one,
-    which also took 6.8 s of CPU instead of 8.2 s. All 65 torchvision classification models
-    that build on the meta device run channels-last; a user's module may ``.view()`` its
-    activations, which channels-last strides can break, so it gets a contiguous NCHW input.
+    VGG16 at 1024x1024: the forward pass alone peaked 768 MB above its start with an NCHW
+    input (oneDNN reorders each conv output through a third activation-sized buffer) and
+    512 MB channels-last, 6.8 s of CPU instead of 8.2 s (one thread). The preprocessed batch
+    is channels-last only by accident (``pil_to_tensor`` keeps HWC memory) and with a batch
+    stride of 3, which oneDNN does not take as channels-last: the build peaked 829 MB above
+    its start with it, 581 MB after ``.to(memory_format=torch.channels_last)``, which
+    re-strides it. All 65 torchvision classification models that build on the meta device
+    run channels-last; a user's module may ``.view()`` its activations, which channels-last
+    strides break.
     """
     if type(module).__module__.startswith("torchvision.models."):
-        return torch.channels_last
-    return torch.contiguous_format
+        return batch.to(memory_format=torch.channels_last)
+    return batch.contiguous()
 
 
 def _device_of(module: nn.Module) -> torch.device:
