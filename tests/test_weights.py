@@ -149,3 +149,22 @@ def test_users_own_module_with_checkpoint(tmp_path, tiny_net):
     loaded = load_model(fresh, tmp_path / "tiny.pth")
     assert torch.equal(loaded.module.stem.weight, tiny_net.stem.weight)
     assert loaded.name == "TinyNet"
+
+
+def test_a_weights_file_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"first")
+    monkeypatch.setattr("builtins.open", counting_open)
+    first = weightfiles.sha256_file(path)
+    assert weightfiles.sha256_file(path) == first
+    assert opened.count(str(path)) == 1
+    path.write_bytes(b"second, longer")
+    assert weightfiles.sha256_file(path) != first
+    assert opened.count(str(path)) == 2
