@@ -358,7 +358,9 @@ def test_no_absolute_path_anywhere_in_the_site(tmp_path):
     assert "'holiday photo.png'" in command and "best.pth" in command and "site" in command
 
 
-def test_checkpoints_are_loaded_with_weights_only(tmp_path, gradient_image, monkeypatch):
+@pytest.fixture
+def torch_load_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments of every torch.load call made while the test runs."""
     calls: list[dict] = []
     real_load = torch.load
 
@@ -367,6 +369,11 @@ def test_checkpoints_are_loaded_with_weights_only(tmp_path, gradient_image, monk
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", spy)
+    return calls
+
+
+def test_checkpoints_are_loaded_with_weights_only(tmp_path, gradient_image, torch_load_calls):
+    calls = torch_load_calls
     path = tmp_path / "tiny.pth"
     torch.save(TinyNet().state_dict(), path)
     build_report(TinyNet(), path, gradient_image, tmp_path / "s", size=16)
@@ -374,17 +381,10 @@ def test_checkpoints_are_loaded_with_weights_only(tmp_path, gradient_image, monk
 
 
 @needs_offline_weights
-def test_named_weights_are_loaded_with_weights_only(monkeypatch):
+def test_named_weights_are_loaded_with_weights_only(torch_load_calls):
     from reportgen.models import load_model
 
-    calls: list[dict] = []
-    real_load = torch.load
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
+    calls = torch_load_calls
     load_model("mobilenet_v2", "IMAGENET1K_V1")
     assert calls and all(call.get("weights_only") is True for call in calls)
 
