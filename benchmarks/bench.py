@@ -184,8 +184,8 @@ def worker_loading(repeats: int) -> dict[str, Any]:
     import torch
     import torchvision
 
-    from reportgen import weights as weightfiles
-    from reportgen.models import load_model
+    from reportgen.inputs import weightfiles as weightfiles
+    from reportgen.inputs.models import load_model
 
     quiet_logging()
     url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url
@@ -308,7 +308,7 @@ def png_levels(site: Path) -> list[dict[str, Any]]:
     import numpy as np
     from PIL import Image
 
-    from reportgen.pngio import PngWriter
+    from reportgen.pictures.pngio import PngWriter
 
     pictures = [np.asarray(Image.open(path)) for path in sorted((site / "img").glob("*.png"))]
     rows = []

@@ -16,6 +16,10 @@ from typing import Any, Callable
 import click
 
 from reportgen import __version__
+from reportgen.options import (DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_SITE_DIR, DEFAULT_WEIGHTS,
+                               LAYER_TABLE_SIZE, MIN_TILE_CAP, NORMALIZATIONS, BuildOptions)
+
+DEFAULTS = BuildOptions()
 
 log = logging.getLogger("reportgen")
 
@@ -56,35 +60,43 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("-m", "--model", default="vgg16", show_default=True, help=MODEL_HELP)
-@click.option("-w", "--weights", default="DEFAULT", show_default=True, help=WEIGHTS_HELP)
-@click.option("-i", "--image", default="astronaut", show_default=True, help=IMAGE_HELP)
-@click.option("-d", "--site-dir", default="site", show_default=True, type=click.Path(),
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+@click.option("-w", "--weights", default=DEFAULT_WEIGHTS, show_default=True, help=WEIGHTS_HELP)
+@click.option("-i", "--image", default=DEFAULT_IMAGE, show_default=True, help=IMAGE_HELP)
+@click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True, type=click.Path(),
               help="Output folder; replaced only if it holds an earlier report.")
-@click.option("--layers", default=None, help="Only layers matching these globs, e.g. 'features.*'.")
-@click.option("--normalize", type=click.Choice(["channel", "layer"]), default="channel",
+@click.option("--layers", default=DEFAULTS.layers,
+              help="Only layers matching these globs, e.g. 'features.*'.")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=DEFAULTS.normalize,
               show_default=True, help="Min-max range per channel or over the whole layer.")
-@click.option("--cmap", default="gray", show_default=True, help="Any matplotlib colormap.")
+@click.option("--cmap", default=DEFAULTS.cmap, show_default=True, help="Any matplotlib colormap.")
 @click.option("--rectify", is_flag=True, help="Show max(0, x) instead of the raw conv output.")
-@click.option("--size", type=int, default=None, help="Input crop size in pixels (default: the weights').")
-@click.option("--tile-cap", type=click.IntRange(min=8), default=256, show_default=True,
+@click.option("--size", type=int, default=DEFAULTS.size,
+              help="Input crop size in pixels (default: the weights').")
+@click.option("--tile-cap", type=click.IntRange(min=MIN_TILE_CAP), default=DEFAULTS.tile_cap,
+              show_default=True,
               help="Longest side of an activation tile; larger maps are area-averaged.")
-@click.option("--compress-level", type=click.IntRange(0, 9), default=1, show_default=True,
-              help="PNG compression: 1 is fast, 9 is smallest.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights none.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--compress-level", type=click.IntRange(0, 9), default=DEFAULTS.compress_level,
+              show_default=True, help="PNG compression: 1 is fast, 9 is smallest.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
+              help="Seed for --weights none.")
+@click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
 @click.option("--self-contained", is_flag=True,
               help="Also write SITE_DIR/report.html: the whole report in one file that opens "
                    "offline (images and assets inlined).")
 @common_options
-def build(verbose: int, quiet: bool, **options: Any) -> None:
+def build(verbose: int, quiet: bool, model: str, weights: str, image: str, site_dir: str,
+          **flags: Any) -> None:
     """Run the model once on the image and write the report."""
     _configure_logging(verbose, quiet)
     from reportgen.build import build_report
 
     started = time.perf_counter()
-    options["command"] = command_line(click.get_current_context(), options)
-    report = _run(verbose, lambda: build_report(progress=log.info, **options))
+    command = command_line(click.get_current_context(), dict(
+        flags, model=model, weights=weights, image=image, site_dir=site_dir))
+    report = _run(verbose, lambda: build_report(
+        model, weights, image, site_dir, BuildOptions(**flags), command=command,
+        progress=log.info))
     seconds = time.perf_counter() - started
     click.echo(f"Report of {len(report.layers)} conv layers written to "
                f"{report.index} in {seconds:.1f} s", err=True)
@@ -94,8 +106,8 @@ def build(verbose: int, quiet: bool, **options: Any) -> None:
 
 
 @cli.command("gh-deploy")
-@click.option("-d", "--site-dir", default="site", show_default=True, type=click.Path(),
-              help="The report to publish; built first (with --model/--weights/--image and "
+@click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True,
+              type=click.Path(), help="The report to publish; built first (with --model/--weights/--image and "
                    "the build command's other defaults) when it does not exist.")
 @click.option("--remote", default="origin", show_default=True, help="Git remote to push to.")
 @click.option("--branch", default="gh-pages", show_default=True, help="Branch to commit to.")
@@ -104,18 +116,18 @@ def build(verbose: int, quiet: bool, **options: Any) -> None:
                    "'Deployed {sha} with reportgen version {version}']")
 @click.option("--no-push", "push", flag_value=False, default=True,
               help="Only commit the branch locally.")
-@click.option("--model", default="vgg16", show_default=True,
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Model for a missing site (as in build).")
-@click.option("--weights", default="DEFAULT", show_default=True,
+@click.option("--weights", default=DEFAULT_WEIGHTS, show_default=True,
               help="Weights for a missing site (as in build).")
-@click.option("--image", default="astronaut", show_default=True,
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True,
               help="Image for a missing site (as in build).")
 @common_options
 def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str,
               message: str | None, push: bool, model: str, weights: str, image: str) -> None:
     """Publish the report on GitHub Pages: commit it to gh-pages and push."""
     _configure_logging(verbose, quiet)
-    from reportgen.deploy import gh_deploy as deploy
+    from reportgen.publish.deploy import gh_deploy as deploy
 
     def build_missing(site: Any) -> Any:
         from reportgen.build import build_report
@@ -137,31 +149,33 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
                    "16 most active.")
 @click.option("--from", "source", type=click.Path(exists=True),
               help="Rebuild the input of an existing report (its folder or manifest.json).")
-@click.option("-m", "--model", default=None, help=MODEL_HELP + "  [default: vgg16]")
-@click.option("-w", "--weights", default=None, help=WEIGHTS_HELP + "  [default: DEFAULT]")
+@click.option("-m", "--model", default=None, help=f"{MODEL_HELP}  [default: {DEFAULT_MODEL}]")
+@click.option("-w", "--weights", default=None,
+              help=f"{WEIGHTS_HELP}  [default: {DEFAULT_WEIGHTS}]")
 @click.option("-i", "--image", default=None,
-              help=IMAGE_HELP + " With --from: the file the report was built from, if it "
-                   "is elsewhere.  [default: astronaut]")
+              help=f"{IMAGE_HELP} With --from: the file the report was built from, if it "
+                   f"is elsewhere.  [default: {DEFAULT_IMAGE}]")
 @click.option("--width", default="7in", show_default=True,
               help="Figure width: 3.5in (one column), 7in (two columns), or mm/cm/pt.")
 @click.option("--dpi", type=int, default=300, show_default=True,
               help="PNG resolution, and that of the maps inside PDF/SVG.")
 @click.option("--columns", type=click.IntRange(min=1), default=None,
               help="Panels per row (default: from the width, 4 per 3.5 in).")
-@click.option("--normalize", type=click.Choice(["layer", "channel"]), default="layer",
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="layer",
               show_default=True, help="One colour scale per layer, or one per channel.")
 @click.option("--cmap", default=None, help="Matplotlib colormap (default: the report's, or gray).")
 @click.option("--rectify/--no-rectify", default=None,
               help="Show max(0, x) (default: as the report did, else no).")
 @click.option("--size", type=int, default=None, help="Input crop size (not with --from).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights none.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
+              help="Seed for --weights none.")
+@click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
 @common_options
 def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **options: Any) -> None:
     """Draw chosen channels of chosen layers as a figure for a paper (PDF, SVG or PNG)."""
     _configure_logging(verbose, quiet)
     from reportgen.errors import ReportError
-    from reportgen.figure import make_figure
+    from reportgen.publish.figure import make_figure
 
     if options["source"] is not None and (options["model"] is not None or options["size"]):
         raise ReportError("--from rebuilds the report's own model and preprocessing; leave "
@@ -172,13 +186,14 @@ def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **op
 
 
 @cli.command()
-@click.option("-m", "--model", default="vgg16", show_default=True, help=MODEL_HELP)
-@click.option("--size", type=int, default=224, show_default=True, help="Input size for shapes.")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+@click.option("--size", type=int, default=LAYER_TABLE_SIZE, show_default=True,
+              help="Input size for shapes.")
 @common_options
 def layers(verbose: int, quiet: bool, model: str, size: int) -> None:
     """List every conv layer of a model with its shapes and parameters."""
     _configure_logging(verbose, quiet)
-    from reportgen.inspect import conv_table, format_table
+    from reportgen.forward.layertable import conv_table, format_table
 
     rows = _run(verbose, lambda: conv_table(model, size))
     click.echo(format_table(rows))
@@ -187,7 +202,7 @@ def layers(verbose: int, quiet: bool, model: str, size: int) -> None:
 @cli.command()
 def models() -> None:
     """List the torchvision classification models reportgen can use."""
-    from reportgen.models import classification_models
+    from reportgen.inputs.models import classification_models
 
     click.echo("\n".join(classification_models()))
 
@@ -200,7 +215,7 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
         if not isinstance(param, click.Option) or param.name not in options:
             continue
         value = options[param.name]
-        if value == param.default or param.name == "command":
+        if value == param.default:
             continue
         flag = max(param.opts, key=len)
         if param.is_flag:  # click 8.2+ gives flags an UNSET default, so test the value

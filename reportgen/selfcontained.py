@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from reportgen.errors import ReportError
-from reportgen.output import MANIFEST
+from reportgen.report.manifest import MANIFEST
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from torch import nn
 
 from conftest import IdentityNet, TinyNet, hooks_left, needs_offline_weights
 from reportgen import build_report
-from reportgen.capture import ConvHooks
+from reportgen.forward.hooks import ConvHooks
 from reportgen.errors import ReportError
-from reportgen.grids import GridLayout
-from reportgen.preprocess import Preprocessing
+from reportgen.pictures.grids import GridLayout
+from reportgen.inputs.preprocess import Preprocessing
 
 
 def png(site: Path, relative: str) -> np.ndarray:
@@ -227,7 +227,7 @@ def test_mobilenet_v2_offline_weights_predict_espresso_for_coffee(tmp_path):
 def test_preprocessing_matches_torchvision_transforms():
     from torchvision.models import MobileNet_V2_Weights
 
-    from reportgen.images import load_image
+    from reportgen.inputs.images import load_image
 
     weights = MobileNet_V2_Weights.IMAGENET1K_V1
     picture = load_image("chelsea").rgb

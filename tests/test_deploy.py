@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import reportgen
 from reportgen.cli import cli
-from reportgen.deploy import gh_deploy
+from reportgen.publish.deploy import gh_deploy
 from reportgen.errors import ReportError
 
 from conftest import TinyNet, site_files

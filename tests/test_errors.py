@@ -24,7 +24,7 @@ from torch import nn
 from conftest import IdentityNet, NoConvNet, TinyNet
 from reportgen import ReportError, build_report
 from reportgen.cli import cli
-from reportgen.images import MAX_SIDE, load_image
+from reportgen.inputs.images import MAX_SIDE, load_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -322,7 +322,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
 def test_cli_unexpected_error_is_one_line_unless_verbose(tmp_path, monkeypatch):
     import reportgen.build
 
-    def broken(**options):
+    def broken(*inputs, **options):
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(reportgen.build, "build_report", broken)

@@ -16,8 +16,8 @@ from PIL import Image
 import reportgen
 from reportgen.cli import cli
 from reportgen.errors import ReportError
-from reportgen.figure import Selection, make_figure, parse_width
-from reportgen.preprocess import Preprocessing
+from reportgen.publish.figure import Selection, make_figure, parse_width
+from reportgen.inputs.preprocess import Preprocessing
 
 from conftest import IdentityNet, TinyNet, hooks_left
 
@@ -26,7 +26,7 @@ needs_pdffonts = pytest.mark.skipif(shutil.which("pdffonts") is None and not os.
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def tiny_figure(path: Path, image: np.ndarray, **options) -> reportgen.figure.Figure:
+def tiny_figure(path: Path, image: np.ndarray, **options) -> reportgen.publish.figure.Figure:
     torch.manual_seed(0)
     options.setdefault("select", ["stem:0,3,5", "body.5"])
     return make_figure(path, model=TinyNet(), weights=None, image=image, **options)
@@ -36,7 +36,7 @@ def test_maps_are_the_real_conv_output_even_with_an_inplace_relu(tmp_path, gradi
     net = IdentityNet()  # conv copies each input channel, then ReLU(inplace=True)
     net.train()
     made = make_figure(tmp_path / "f.png", ["conv"], model=net, image=gradient_image)
-    batch = Preprocessing.from_preset(None)(reportgen.images.load_image(gradient_image).rgb)
+    batch = Preprocessing.from_preset(None)(reportgen.inputs.images.load_image(gradient_image).rgb)
     panel = made.panels[0]
     assert panel.channels == [0, 1, 2] and panel.shape == (3, 224, 224)
     for channel, values in zip(panel.channels, panel.maps):

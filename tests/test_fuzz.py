@@ -19,7 +19,7 @@ from torch import nn
 
 from conftest import IdentityNet, hooks_left
 from reportgen import ReportError, build_report
-from reportgen.images import load_image
+from reportgen.inputs.images import load_image
 
 FUZZ = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

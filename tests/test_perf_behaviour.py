@@ -25,8 +25,9 @@ from torch import nn
 
 from conftest import TinyNet, needs_offline_weights
 from reportgen import build_report
-from reportgen.grids import activation_stats, count_positive, normalize_to_uint8, shrink_to_cap
-from reportgen.pngio import PILLOW_FROM_LEVEL, PngWriter, encode_png, save_png
+from reportgen.forward.stats import activation_stats, count_positive
+from reportgen.pictures.grids import normalize_to_uint8, shrink_to_cap
+from reportgen.pictures.pngio import PILLOW_FROM_LEVEL, PngWriter, encode_png, save_png
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,7 +140,7 @@ def test_compress_level_reaches_the_files(tmp_path, gradient_image):
         report = build_report(net, None, gradient_image, tmp_path / f"l{level}", size=96,
                               compress_level=level)
         assert report.manifest["options"]["compress_level"] == level
-        files = [report.site_dir / layer.activation_png for layer in report.layers]
+        files = [report.site_dir / layer.activation.png for layer in report.layers]
         sizes[level] = sum(path.stat().st_size for path in files)
         pictures[level] = [np.asarray(Image.open(path)) for path in files]
     assert sizes[0] > sizes[1] > sizes[9]
@@ -157,16 +158,16 @@ def test_cli_compress_level_is_plumbed(tmp_path, monkeypatch):
     seen = {}
     real = reportgen.build.build_report
 
-    def spy(**options):
-        seen.update(options)
-        return real(**options)
+    def spy(*inputs, **keywords):
+        seen["options"] = inputs[4]
+        return real(*inputs, **keywords)
 
     monkeypatch.setattr(reportgen.build, "build_report", spy)
     result = CliRunner().invoke(cli, ["build", "-m", "squeezenet1_1", "-w", "none", "-i",
                                       "coffee", "--size", "64", "--compress-level", "7",
                                       "-d", str(tmp_path / "site"), "-q"])
     assert result.exit_code == 0, result.output
-    assert seen["compress_level"] == 7
+    assert seen["options"].compress_level == 7
     manifest = json.loads((tmp_path / "site" / "manifest.json").read_text())
     assert manifest["options"]["compress_level"] == 7
 
@@ -199,7 +200,7 @@ def test_a_gray_report_imports_no_matplotlib_or_skimage():
         "from reportgen import build_report\n"
         "torch.manual_seed(0)\n"
         "report = build_report(TinyNet(), None, 'coffee', tempfile.mkdtemp() + '/site', size=32)\n"
-        "assert any(layer.filter_view == 'heatmap' for layer in report.layers)\n"
+        "assert any(layer.filters.view == 'heatmap' for layer in report.layers)\n"
         "print(sorted(m for m in ('matplotlib', 'skimage', 'scipy') if m in sys.modules))")
     assert out == "[]"
 
@@ -207,7 +208,7 @@ def test_a_gray_report_imports_no_matplotlib_or_skimage():
 def test_heatmap_table_is_matplotlibs_rdbu_r():
     import matplotlib
 
-    from reportgen.filters import HEATMAP_CMAP, heatmap_lut
+    from reportgen.pictures.kernels import HEATMAP_CMAP, heatmap_lut
 
     expected = matplotlib.colormaps[HEATMAP_CMAP](np.linspace(0.0, 1.0, 256), bytes=True)
     assert np.array_equal(heatmap_lut(), expected[:, :3])
@@ -217,7 +218,7 @@ def test_heatmap_table_is_matplotlibs_rdbu_r():
 def test_packaged_samples_equal_skimage_data(name):
     import skimage.data
 
-    from reportgen.images import load_image, packaged_sample_file
+    from reportgen.inputs.images import load_image, packaged_sample_file
 
     assert packaged_sample_file(name) is not None
     ours = np.asarray(load_image(name).rgb)
@@ -248,7 +249,7 @@ def init_calls(monkeypatch):
 
 @needs_offline_weights
 def test_pretrained_weights_are_not_preceded_by_random_init(init_calls):
-    from reportgen.models import load_model
+    from reportgen.inputs.models import load_model
 
     loaded = load_model("mobilenet_v2", "IMAGENET1K_V1")
     assert init_calls == []
@@ -260,7 +261,7 @@ def test_pretrained_weights_are_not_preceded_by_random_init(init_calls):
 def test_checkpoints_are_not_preceded_by_random_init(tmp_path, init_calls):
     import torchvision
 
-    from reportgen.models import load_model
+    from reportgen.inputs.models import load_model
 
     torch.manual_seed(0)
     source = torchvision.models.squeezenet1_1(weights=None)

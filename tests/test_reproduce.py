@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 import reportgen
 from reportgen.cli import cli
-from reportgen.reproduce import bibtex, equivalent_command, reproduction
+from reportgen.options import BuildOptions
+from reportgen.report.model import ModelInfo, ReportRecord
+from reportgen.report.reproduce import bibtex, equivalent_command, reproduction
 
 from conftest import TinyNet, site_files
 
@@ -81,29 +83,35 @@ def test_own_module_gets_a_python_call_not_a_command(tmp_path, gradient_image):
     assert "TinyNet" in python and "my_image" in python
 
 
+def record(**changes) -> ReportRecord:
+    """A report record without layers, as a manifest of a checkpoint and a file describes."""
+    fields = dict(
+        created="2031-02-03T04:05:06Z", versions={"reportgen": "1.2.3"}, command=None,
+        model=ModelInfo("resnet18", "ResNet", 11_689_512, 20),
+        weights={"name": "checkpoint", "file": "best run.pth", "sha256": "ab" * 32},
+        image={"kind": "file", "source": "my photo.jpg", "sha256": "cd" * 32},
+        preprocessing={}, options=BuildOptions(layers="layer4.*"), notes=[], predictions=[],
+        layers=[])
+    fields.update(changes)
+    return ReportRecord(**fields)
+
+
 def test_equivalent_command_for_a_checkpoint_and_a_file():
-    manifest = {
-        "model": {"name": "resnet18", "class": "ResNet"},
-        "weights": {"name": "checkpoint", "file": "best run.pth", "sha256": "ab" * 32},
-        "image": {"kind": "file", "source": "my photo.jpg", "sha256": "cd" * 32},
-        "options": {"normalize": "channel", "cmap": "gray", "rectify": False, "size": None,
-                    "tile_cap": 256, "layers": "layer4.*", "seed": 0, "compress_level": 1},
-    }
+    manifest = record()
     command, reason = equivalent_command(manifest)
     assert reason is None
     assert shlex.split(command) == [
         "reportgen", "build", "--model", "resnet18", "--weights", "best run.pth", "--image",
         "my photo.jpg", "--layers", "layer4.*", "--normalize", "channel", "--cmap", "gray",
         "--tile-cap", "256", "--compress-level", "1"]
-    array = dict(manifest, image={"kind": "array", "source": "array", "sha256": "ef" * 32})
+    array = record(image={"kind": "array", "source": "array", "sha256": "ef" * 32})
     assert equivalent_command(array)[0] is None
     shown = reproduction(array)
     assert shown.python and "weights='best run.pth'" in shown.python
 
 
 def test_bibtex_escapes_and_has_the_build_year():
-    entry = bibtex({"versions": {"reportgen": "1.2.3"}, "created": "2031-02-03T04:05:06Z",
-                    "model": {"name": "my_net&co"}})
+    entry = bibtex("1.2.3", "2031-02-03T04:05:06Z", "my_net&co")
     assert "year = {2031}" in entry and "version = {1.2.3}" in entry
     assert r"my\_net\&co" in entry
 

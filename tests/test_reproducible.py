@@ -14,7 +14,7 @@ from torch import nn
 
 from conftest import TinyNet, hooks_left, site_files
 from reportgen import build_report
-from reportgen.manifest import build_time
+from reportgen.report.stamp import build_time
 
 
 def tiny_build(site: Path, image, **options):

@@ -172,9 +172,9 @@ def test_keyboard_interrupt_from_a_hook_keeps_previous_report(previous, gradient
 
 
 def test_crash_while_writing_pngs_keeps_previous_report(previous, gradient_image, monkeypatch):
-    import reportgen.pngio
+    import reportgen.pictures.pngio
 
-    real = reportgen.pngio.save_png
+    real = reportgen.pictures.pngio.save_png
 
     def failing(pixels, path, *args):
         if "body" in path.name:
@@ -182,7 +182,7 @@ def test_crash_while_writing_pngs_keeps_previous_report(previous, gradient_image
         real(pixels, path, *args)
 
     before = snapshot(previous)
-    monkeypatch.setattr(reportgen.pngio, "save_png", failing)
+    monkeypatch.setattr(reportgen.pictures.pngio, "save_png", failing)
     with pytest.raises(OSError, match="No space left"):
         tiny_report(previous, gradient_image)
     assert snapshot(previous) == before
@@ -316,7 +316,7 @@ def test_hostile_names_render_as_inert_text_inside_the_site(tmp_path, gradient_i
 
 
 def test_every_template_autoescapes():
-    from reportgen.site import environment, template_dir
+    from reportgen.report.pages import environment, template_dir
 
     env = environment()
     for template in (template_dir()).glob("*.html"):
@@ -382,7 +382,7 @@ def test_checkpoints_are_loaded_with_weights_only(tmp_path, gradient_image, torc
 
 @needs_offline_weights
 def test_named_weights_are_loaded_with_weights_only(torch_load_calls):
-    from reportgen.models import load_model
+    from reportgen.inputs.models import load_model
 
     calls = torch_load_calls
     load_model("mobilenet_v2", "IMAGENET1K_V1")

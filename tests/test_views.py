@@ -11,8 +11,8 @@ import torchvision
 from torch import nn
 
 from reportgen import build_report
-from reportgen.capture import conv_layers
-from reportgen.views import display_scale, toc
+from reportgen.forward.hooks import conv_layers
+from reportgen.report.views import display_scale, toc
 
 
 def _outline(items) -> list:

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from conftest import needs_offline_weights
-from reportgen import weights as weightfiles
+from reportgen.inputs import weightfiles as weightfiles
 from reportgen.errors import ReportError
-from reportgen.models import load_model
+from reportgen.inputs.models import load_model
 
 
 def offline_file() -> Path:

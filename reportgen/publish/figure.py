@@ -1,7 +1,7 @@
 """Publication figures: chosen channels of chosen layers, as PDF, SVG or PNG for a paper.
 
 The site's PNGs are normalised, shrunk and 8-bit; a figure needs the real values. So the model
-runs once more, with hooks (reportgen's :class:`~reportgen.capture.ConvHooks`) that keep a
+runs once more, with hooks (reportgen's :class:`~reportgen.forward.hooks.ConvHooks`) that keep a
 clone of the selected layers' outputs only. Each layer becomes one block of panels, with one
 colorbar in real units that names the normalisation, so a reader can compare what they see.
 
@@ -28,12 +28,19 @@ import torch
 from torch import nn
 
 from reportgen import __version__
-from reportgen.capture import ConvHooks, conv_layers, record_name
+from reportgen.forward.device import moved_to, parse_device
+from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
+from reportgen.forward.stats import rank_channels
 from reportgen.errors import ReportError
-from reportgen.images import SourceImage, load_image
-from reportgen.models import load_model
-from reportgen.output import MANIFEST
-from reportgen.preprocess import Preprocessing
+from reportgen.inputs.images import SourceImage, load_image
+from reportgen.inputs.models import load_model
+from reportgen.inputs.preprocess import Preprocessing
+from reportgen.options import (DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_WEIGHTS, NORMALIZATIONS,
+                               BuildOptions)
+from reportgen.pictures.colormaps import colormap
+from reportgen.publish.staging import atomic_write
+from reportgen.report import manifest as manifests
+from reportgen.report.stamp import source_date
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +50,6 @@ DEFAULT_CHANNELS = 16
 #: A panel is about this wide, so 3.5 in (one column) holds 4 and 7 in (two columns) 8.
 PANEL_INCHES = 0.875
 UNITS = {"in": 1.0, "cm": 1 / 2.54, "mm": 1 / 25.4, "pt": 1 / 72.0}
-NORMALIZATIONS = ("layer", "channel")
 PAGE_HEIGHT_INCHES = 9.5
 FONT_SIZE = 7.0
 
@@ -144,7 +150,8 @@ def make_figure(output: str | os.PathLike, select: Sequence[str | Selection], *,
     if target.is_dir():
         raise ReportError(f"'{target}' is a folder; pass a file name such as figure.pdf.")
     if normalize not in NORMALIZATIONS:
-        raise ReportError(f"Unknown normalisation '{normalize}'; use layer or channel.")
+        raise ReportError(f"Unknown normalisation '{normalize}'; use "
+                          f"{' or '.join(NORMALIZATIONS)}.")
     if not 50 <= dpi <= 2400:
         raise ReportError(f"--dpi {dpi} is out of range; use 50-2400 (300 for print).")
     if columns is not None and columns < 1:
@@ -156,71 +163,57 @@ def make_figure(output: str | os.PathLike, select: Sequence[str | Selection], *,
         raise ReportError("Choose what to draw with --select LAYER or --select LAYER:CH,CH "
                           "(reportgen layers --model NAME lists the layers).")
 
-    inputs = _inputs_from_report(Path(source), weights, image) if source is not None else \
-        _Inputs(model if model is not None else "vgg16",
-                weights if weights is not None else "DEFAULT",
-                image if image is not None else "astronaut", None, bool(rectify), seed, None)
-    if rectify is not None:
-        inputs.rectify = rectify
-    colormap = _colormap(cmap or inputs.cmap or "gray")
+    if source is not None:
+        inputs = _inputs_from_report(Path(source), weights, image)
+    else:
+        inputs = _Inputs(model if model is not None else DEFAULT_MODEL,
+                         weights if weights is not None else DEFAULT_WEIGHTS,
+                         image if image is not None else DEFAULT_IMAGE,
+                         BuildOptions(seed=seed, size=size), None)
+    shown_options = inputs.options.replace(
+        rectify=inputs.options.rectify if rectify is None else rectify,
+        cmap=cmap or inputs.options.cmap)
+    drawn_with = colormap(shown_options.cmap)
+    device_chosen = parse_device(device)
 
     picture = load_image(inputs.image)
     _check_hash(picture, inputs.image_sha256)
-    loaded = load_model(inputs.model, inputs.weights, seed=inputs.seed)
-    preprocessing = inputs.preprocessing or Preprocessing.from_preset(loaded.preprocessing, size)
-    maps = capture(loaded.module, preprocessing(picture.rgb), selections, device)
-    panels = [_panel(selection, maps[selection.layer], normalize, inputs.rectify)
+    loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed)
+    preprocessing = inputs.preprocessing or Preprocessing.from_preset(loaded.preprocessing,
+                                                                      inputs.options.size)
+    maps = capture(loaded.module, preprocessing(picture.rgb), selections, device_chosen)
+    panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
               for selection in selections]
     figure = Figure(target, kind, inches, 0.0, dpi, normalize, panels)
-    _draw(figure, colormap, columns or max(1, round(inches / PANEL_INCHES)),
-          _shown(inputs.rectify), loaded.name)
+    _draw(figure, drawn_with, columns or max(1, round(inches / PANEL_INCHES)),
+          _shown(shown_options.rectify), loaded.name)
     log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
-             f"{figure.size:,}")
+              f"{figure.size:,}")
     return figure
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Inputs:
+    """What to run: a model, its weights, an image, and how the report was built."""
+
     model: str | nn.Module
     weights: Any
     image: Any
-    preprocessing: Preprocessing | None
-    rectify: bool
-    seed: int
-    cmap: str | None
+    options: BuildOptions
+    preprocessing: Preprocessing | None  # a report's recorded one; None: the weights' own
     image_sha256: str | None = None
 
 
 def _inputs_from_report(source: Path, weights: Any, image: Any) -> _Inputs:
     """Rebuild the model, weights, image and preprocessing a report's manifest records."""
-    path = source / MANIFEST if source.is_dir() else source
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"No {MANIFEST} in '{source}'; --from takes a report's folder "
-                          "(such as site/) or its manifest.json.") from None
-    except (OSError, ValueError) as error:
-        raise ReportError(f"Cannot read '{path}': {error}.") from None
-    if not isinstance(manifest, dict) or manifest.get("generator") != "reportgen":
-        raise ReportError(f"'{path}' is not a reportgen manifest.")
-    try:
-        recorded_weights = manifest["weights"]
-        recorded_image = manifest["image"]
-        options = manifest.get("options", {})
-        prep = manifest["preprocessing"]
-        preprocessing = Preprocessing(int(prep["resize"]), int(prep["crop"]),
-                                      tuple(prep["mean"]), tuple(prep["std"]),
-                                      prep["interpolation"], prep["source"])
-        model_name = manifest["model"]["name"]
-    except (KeyError, TypeError, ValueError) as error:
-        raise ReportError(f"'{path}' lacks what a figure needs ({error}); rebuild the report "
-                          "with this version of reportgen.") from None
-    if recorded_weights.get("name") == "as given":
+    saved = manifests.read(source)
+    if saved.in_memory_model:
         raise ReportError(f"The report in '{source}' was built from Python with your own "
-                          f"{model_name} module, which no manifest can rebuild; call "
-                          "reportgen.figure.make_figure(out, select, model=your_module, "
+                          f"{saved.model.name} module, which no manifest can rebuild; call "
+                          "reportgen.publish.figure.make_figure(out, select, model=your_module, "
                           "image=...) instead.")
-    folders = [Path.cwd(), path.parent.parent, path.parent]
+    folders = [Path.cwd(), saved.path.parent.parent, saved.path.parent]
+    recorded_weights, recorded_image = saved.weights, saved.image
     if weights is None:
         name = recorded_weights.get("name")
         if name == "checkpoint":
@@ -236,9 +229,9 @@ def _inputs_from_report(source: Path, weights: Any, image: Any) -> _Inputs:
         else:
             raise ReportError(f"The report in '{source}' was built from an in-memory image "
                               f"({name}); pass the image file with -i PATH.")
-    return _Inputs(model_name, weights, image, preprocessing, bool(options.get("rectify")),
-                   int(recorded_weights.get("seed", options.get("seed", 0)) or 0),
-                   options.get("cmap"), recorded_image.get("sha256"))
+    seed = int(recorded_weights.get("seed", saved.options.seed) or 0)
+    return _Inputs(saved.model.name, weights, image, saved.options.replace(seed=seed),
+                   saved.preprocessing, recorded_image.get("sha256"))
 
 
 def _find_file(name: str, folders: Iterable[Path], what: str, option: str) -> Path:
@@ -259,7 +252,7 @@ def _check_hash(picture: SourceImage, expected: str | None) -> None:
 
 
 def capture(module: nn.Module, batch: torch.Tensor, selections: Sequence[Selection],
-            device: str = "cpu") -> dict[str, torch.Tensor]:
+            device: torch.device = torch.device("cpu")) -> dict[str, torch.Tensor]:
     """One forward pass; a (C, H, W) float CPU clone of each selected layer's output."""
     names = [name for name, _ in conv_layers(module)]
     wanted: dict[str, str] = {}
@@ -280,17 +273,9 @@ def capture(module: nn.Module, batch: torch.Tensor, selections: Sequence[Selecti
         if full in wanted:  # clone: an in-place ReLU runs right after this hook
             kept[full] = output[0].detach().float().cpu().clone()
 
-    try:
-        target = torch.device(device)
-    except RuntimeError:
-        raise ReportError(f"Unknown device '{device}'; use cpu or cuda.") from None
-    original = next((p.device for p in module.parameters()), torch.device("cpu"))
-    try:
-        module.to(target)
-        with ConvHooks(module, keep, sorted(set(wanted.values()))) as hooks:
-            hooks.run(batch.to(target))
-    finally:
-        module.to(original)
+    with moved_to(module, device), \
+            ConvHooks(module, keep, sorted(set(wanted.values()))) as hooks:
+        hooks.run(batch.to(device))
     for layer in wanted:
         if layer not in kept:
             raise ReportError(f"--select: layer '{layer}' was not called that many times in "
@@ -304,8 +289,7 @@ def _panel(selection: Selection, maps: torch.Tensor, normalize: str, rectify: bo
         maps = maps.clamp_min(0)
     count = maps.shape[0]
     if selection.channels is None:
-        means = maps.reshape(count, -1).mean(dim=1).tolist()
-        ranking = sorted(range(count), key=lambda k: (-means[k], k))
+        ranking = rank_channels(maps.reshape(count, -1).mean(dim=1).tolist())
         channels = sorted(ranking[:DEFAULT_CHANNELS])
     else:
         wrong = [k for k in selection.channels if k >= count]
@@ -327,17 +311,6 @@ def _shown(rectify: bool) -> str:
     return "max(0, conv output)" if rectify else "conv output"
 
 
-def _colormap(name: str) -> Any:
-    import matplotlib
-
-    try:
-        return matplotlib.colormaps[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, sorted(matplotlib.colormaps), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "e.g. gray, viridis, magma."
-        raise ReportError(f"Unknown colormap '{name}'; {hint}") from None
-
-
 def _rc() -> dict[str, Any]:
     return {
         "pdf.fonttype": 42,  # TrueType, not Type 3: what journals' checkers accept
@@ -357,8 +330,7 @@ def _rc() -> dict[str, Any]:
 def _metadata(kind: str) -> dict[str, Any]:
     """No wall-clock time in the file: the SOURCE_DATE_EPOCH date, or no date at all."""
     creator = f"reportgen {__version__}"
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    when = datetime.fromtimestamp(int(epoch), tz=timezone.utc) if epoch.isdigit() else None
+    when = source_date()
     if kind == "pdf":
         return {"Creator": creator, "CreationDate": when}
     if kind == "svg":
@@ -438,16 +410,6 @@ def _style_bar(bar: Any, zero: bool = False) -> None:
 
 def _save(canvas: Any, figure: Figure) -> None:
     """Write beside the target and rename, so a failure never leaves half a file."""
-    target = figure.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
-                                         dir=target.parent)
-    os.close(handle)
-    try:
-        canvas.savefig(temporary, format=figure.format, dpi=figure.dpi,
-                       metadata=_metadata(figure.format), facecolor="white")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(figure.path, lambda temporary: canvas.savefig(
+        temporary, format=figure.format, dpi=figure.dpi, metadata=_metadata(figure.format),
+        facecolor="white"))

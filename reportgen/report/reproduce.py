@@ -1,6 +1,6 @@
 """The report's "Reproduce" section: how to rebuild it, with what, and how to cite it.
 
-Everything comes from the manifest (nothing from the machine at render time), so the section
+Everything comes from the report record (nothing from the machine at render time), so the section
 says what was recorded and two builds of the same thing stay byte-identical. A command run from
 the CLI was recorded as typed; for a build from Python we spell out the equivalent command, or,
 when the model or image only existed in memory, the equivalent ``build_report`` call.
@@ -12,8 +12,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-#: Weights records that a command line cannot name.
-_IN_MEMORY_MODEL = "as given"
+from reportgen.report.model import ReportRecord
+
 _TITLE = "reportgen: see what every convolution layer of a CNN sees"
 
 
@@ -31,53 +31,37 @@ class Reproduction:
     bibtex: str
 
 
-def reproduction(manifest: dict[str, Any]) -> Reproduction:
-    equivalent, reason = equivalent_command(manifest)
+def reproduction(record: ReportRecord) -> Reproduction:
+    equivalent, reason = equivalent_command(record)
     hashes = []
-    weights = manifest.get("weights", {})
+    weights, image = record.weights, record.image
     if weights.get("sha256"):
         hashes.append(("Weights", str(weights.get("file", weights.get("name"))),
                        weights["sha256"]))
-    image = manifest.get("image", {})
     if image.get("sha256"):
         what = "Image" if image.get("kind") == "file" else "Image (decoded pixels)"
         hashes.append((what, str(image.get("source")), image["sha256"]))
-    layers = manifest.get("layers") or [{}]
-    first = layers[0].get("name", "LAYER")
+    first = record.layers[0].name if record.layers else "LAYER"
     return Reproduction(
-        command=manifest.get("command"), equivalent=equivalent,
-        python=None if equivalent else python_call(manifest), reason=reason,
+        command=record.command, equivalent=equivalent,
+        python=None if equivalent else python_call(record), reason=reason,
         figure=shlex.join(["reportgen", "figure", "--from", "site", "--select", str(first),
                            "-o", "figure.pdf"]),
-        versions=dict(manifest.get("versions", {})), hashes=hashes, bibtex=bibtex(manifest))
+        versions=dict(record.versions), hashes=hashes,
+        bibtex=bibtex(record.versions.get("reportgen", ""), record.created, record.model.name))
 
 
-def equivalent_command(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+def equivalent_command(record: ReportRecord) -> tuple[str | None, str | None]:
     """``reportgen build`` with every recorded option, or (None, why not)."""
-    weights = manifest.get("weights", {})
-    image = manifest.get("image", {})
-    if weights.get("name") == _IN_MEMORY_MODEL:
-        return None, (f"the model was the caller's own {manifest['model']['class']} module, "
+    if record.in_memory_model:
+        return None, (f"the model was the caller's own {record.model.class_name} module, "
                       "which only exists in their Python code")
+    image = record.image
     if image.get("kind") not in ("skimage", "file"):
         return None, "the image was passed from Python as an array or PIL image"
-    options = manifest.get("options", {})
-    words = ["reportgen", "build", "--model", manifest["model"]["name"],
-             "--weights", _weights_argument(weights), "--image", str(image["source"])]
-    if weights.get("name") == "none":
-        words += ["--seed", str(options.get("seed", weights.get("seed", 0)))]
-    if options.get("layers"):
-        words += ["--layers", str(options["layers"])]
-    words += ["--normalize", str(options.get("normalize", "channel")),
-              "--cmap", str(options.get("cmap", "gray"))]
-    if options.get("rectify"):
-        words.append("--rectify")
-    if options.get("size") is not None:
-        words += ["--size", str(options["size"])]
-    if options.get("tile_cap") is not None:
-        words += ["--tile-cap", str(options["tile_cap"])]
-    if options.get("compress_level") is not None:
-        words += ["--compress-level", str(options["compress_level"])]
+    words = ["reportgen", "build", "--model", record.model.name,
+             "--weights", _weights_argument(record.weights), "--image", str(image["source"]),
+             *record.options.command_words(record.random_weights)]
     return shlex.join(words), None
 
 
@@ -88,17 +72,15 @@ def _weights_argument(weights: dict[str, Any]) -> str:
     return name  # "none" or the weights actually used, e.g. IMAGENET1K_V1 (not DEFAULT)
 
 
-def python_call(manifest: dict[str, Any]) -> str:
+def python_call(record: ReportRecord) -> str:
     """The build_report call for inputs a command line cannot name."""
-    weights = manifest.get("weights", {})
-    image = manifest.get("image", {})
-    options = manifest.get("options", {})
-    if weights.get("name") == _IN_MEMORY_MODEL:
-        model = f"my_model  # your {manifest['model']['class']} instance"
+    image = record.image
+    if record.in_memory_model:
+        model = f"my_model  # your {record.model.class_name} instance"
         weights_value = "None"
     else:
-        model = repr(manifest["model"]["name"])
-        weights_value = repr(_weights_argument(weights))
+        model = repr(record.model.name)
+        weights_value = repr(_weights_argument(record.weights))
     if image.get("kind") in ("skimage", "file"):
         image_value = repr(str(image.get("source")))
     else:
@@ -107,23 +89,17 @@ def python_call(manifest: dict[str, Any]) -> str:
     lines = ["import reportgen", "", "reportgen.build_report(", f"    model={model},",
              f"    weights={weights_value},", f"    image={image_value},",
              "    site_dir='site',"]
-    for key in ("layers", "normalize", "cmap", "rectify", "size", "tile_cap", "compress_level",
-                "seed"):
-        if key in options:
-            lines.append(f"    {key}={options[key]!r},")
+    lines += [f"    {key}={value!r}," for key, value in record.options.recorded().items()]
     lines.append(")")
     return "\n".join(lines)
 
 
-def bibtex(manifest: dict[str, Any]) -> str:
+def bibtex(version: str, created: str, model_name: str) -> str:
     """A @software entry for reportgen at the version and year that built this report."""
-    version = str(manifest.get("versions", {}).get("reportgen", ""))
-    created = str(manifest.get("created", ""))
     year = created[:4] if re.match(r"\d{4}", created) else ""
     fields = [("title", _TITLE), ("author", "{The reportgen developers}"),
               ("version", version), ("year", year),
-              ("note", f"Activation report of {manifest.get('model', {}).get('name', 'a model')}"
-                       f" built on {created}")]
+              ("note", f"Activation report of {model_name or 'a model'} built on {created}")]
     body = ",\n".join(f"  {name} = {{{_bibtex_escape(value) if name != 'author' else value}}}"
                       for name, value in fields if value)
     return f"@software{{reportgen,\n{body}\n}}"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_COMPRESS_LEVEL = 1
+from reportgen.options import DEFAULT_COMPRESS_LEVEL
+
 PILLOW_FROM_LEVEL = 6
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> grey, grey+alpha, RGB, RGBA

@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from reportgen import __version__
 from reportgen.errors import ReportError
-from reportgen.output import MANIFEST, is_report
+from reportgen.options import DEFAULT_SITE_DIR
+from reportgen.report.manifest import MANIFEST, is_report
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Deployment:
     pushed: bool
 
 
-def gh_deploy(site_dir: str | os.PathLike = "site", *, remote: str = "origin",
+def gh_deploy(site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR, *, remote: str = "origin",
               branch: str = "gh-pages", message: str | None = None, push: bool = True,
               repo: str | os.PathLike | None = None,
               build: Callable[[Path], Any] | None = None) -> Deployment:

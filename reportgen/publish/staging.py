@@ -1,4 +1,4 @@
-"""Write a report without ever losing the user's files.
+"""Write a report (or any one file) without ever losing the user's files.
 
 The report is built in a temporary folder beside the target and swapped in only when it is
 complete. An existing target is replaced only when it is an earlier reportgen report
@@ -7,7 +7,6 @@ a target. A crash or Ctrl-C leaves the previous report as it was and no temporar
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,22 +15,12 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from reportgen.errors import ReportError
+from reportgen.report.manifest import is_report
 
 log = logging.getLogger(__name__)
-GENERATOR = "reportgen"
-MANIFEST = "manifest.json"
-
-
-def is_report(folder: Path) -> bool:
-    """A folder we wrote: its manifest says so."""
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("generator") == GENERATOR
 
 
 def check_target(target: Path) -> Path:
@@ -123,3 +112,22 @@ def _swap_in(staging: Path, target: Path) -> None:
         retired.unlink()
     else:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``target``, then rename it over ``target``.
+
+    A failure (a full disk, Ctrl-C) never leaves half a file under the user's name, and an
+    earlier file of that name stays as it was until the new one is complete.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
+                                         dir=target.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -9,49 +9,20 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from reportgen.capture import ConvSpec, record_name
-from reportgen.grids import (ActivationStats, GridLayout, activation_stats, colorize, gap_mask,
-                             normalize_to_uint8, shrink_to_cap, tile)
-from reportgen.pngio import PngWriter
-
-IMAGE_DIR = "img"
-
-
-@dataclass
-class LayerRecord:
-    """One conv call as the report shows it."""
-
-    index: int
-    name: str  # module path, with @N for the N-th call of a module used more than once
-    module_name: str
-    call: int
-    slug: str
-    spec: ConvSpec
-    stats: ActivationStats
-    layout: GridLayout
-    activation_png: str
-    activation_size: tuple[int, int]
-    map_size: tuple[int, int]  # (height, width) of the real activation map
-    shrunk: bool
-    filters_png: str = ""
-    filters_size: tuple[int, int] = (0, 0)
-    filter_view: str = ""
-    filter_description: str = ""
-    filter_layout: GridLayout | None = None
-    filter_scale: int = 1
-    strongest_input: list[int] | None = None
-    weight_stats: dict[str, float] | None = None
-
-    @property
-    def page(self) -> str:
-        return f"layer-{self.slug}.html"
+from reportgen.forward.hooks import ConvSpec, record_name
+from reportgen.forward.stats import activation_stats
+from reportgen.options import BuildOptions
+from reportgen.pictures.colormaps import colormap_lut
+from reportgen.pictures.grids import (GridLayout, colorize, gap_mask, normalize_to_uint8,
+                                      shrink_to_cap, tile)
+from reportgen.pictures.pngio import PngWriter
+from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture
 
 
 def slugify(name: str, taken: set[str]) -> str:
@@ -66,17 +37,16 @@ def slugify(name: str, taken: set[str]) -> str:
 
 
 class ActivationRecorder:
-    """The forward-hook callback: one PNG and one :class:`LayerRecord` per conv call."""
+    """The forward-hook callback: one PNG and one :class:`Capture` per conv call."""
 
-    def __init__(self, site: Path, writer: PngWriter, *, normalize: str, lut: np.ndarray | None,
-                 rectify: bool, tile_cap: int | None) -> None:
+    def __init__(self, site: Path, writer: PngWriter, options: BuildOptions) -> None:
         self.site = site
         self.writer = writer
-        self.normalize = normalize
-        self.lut = lut
-        self.rectify = rectify
-        self.tile_cap = tile_cap
-        self.records: list[LayerRecord] = []
+        self.normalize = options.normalize
+        self.lut: np.ndarray | None = colormap_lut(options.cmap)
+        self.rectify = options.rectify
+        self.tile_cap = options.tile_cap
+        self.captures: list[Capture] = []
         self.seconds = 0.0
         self._slugs: set[str] = {"index", "input"}
         (site / IMAGE_DIR).mkdir(exist_ok=True)
@@ -100,10 +70,8 @@ class ActivationRecorder:
         slug = slugify(full_name, self._slugs)
         png = f"{IMAGE_DIR}/{slug}-act.png"
         self.writer.submit(grid, self.site / png)
-        self.records.append(LayerRecord(
-            index=len(self.records), name=full_name, module_name=name, call=call, slug=slug,
-            spec=ConvSpec.of(name, module), stats=stats, layout=layout, activation_png=png,
-            activation_size=(layout.width, layout.height),
-            map_size=(int(maps.shape[1]), int(maps.shape[2])),
-            shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:])))
+        picture = ActivationPicture(png, layout, (int(maps.shape[1]), int(maps.shape[2])),
+                                    shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:]))
+        self.captures.append(Capture(len(self.captures), full_name, name, call, slug,
+                                     ConvSpec.of(name, module), stats, picture))
         self.seconds += time.perf_counter() - started

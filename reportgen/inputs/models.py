@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from reportgen.errors import ReportError
-from reportgen import weights as weightfiles
+from reportgen.options import DEFAULT_WEIGHTS
+from reportgen.inputs import weightfiles as weightfiles
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ _PRETRAINED_KWARGS: dict[str, dict[str, Any]] = {
     "googlenet": {"transform_input": True, "aux_logits": True, "init_weights": False},
     "inception_v3": {"transform_input": True, "aux_logits": True, "init_weights": False},
 }
+
+
+#: What the weights record says for a model passed in as a Python object.
+IN_MEMORY_WEIGHTS = "as given"
 
 
 @dataclass
@@ -59,7 +64,7 @@ def check_model_name(name: str) -> None:
     raise ReportError(f"Unknown model '{name}'.{hint}")
 
 
-def load_model(model: str | nn.Module, weights: str | os.PathLike | None = "DEFAULT",
+def load_model(model: str | nn.Module, weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
                *, seed: int = 0, categories: list[str] | None = None) -> LoadedModel:
     """Resolve a model name (or the caller's own module) and its weights."""
     if isinstance(model, nn.Module):
@@ -253,8 +258,8 @@ def _drop_aux_heads(name: str, module: nn.Module) -> None:
 
 def _users_module(module: nn.Module, weights: Any, categories: list[str] | None) -> LoadedModel:
     name = type(module).__name__
-    record: dict[str, Any] = {"name": "as given", "note": "the caller's own module"}
-    if weights is not None and str(weights).upper() not in ("DEFAULT", "NONE", "AS GIVEN"):
+    record: dict[str, Any] = {"name": IN_MEMORY_WEIGHTS, "note": "the caller's own module"}
+    if weights is not None and str(weights).upper() not in ("DEFAULT", "NONE", IN_MEMORY_WEIGHTS.upper()):
         path = Path(os.fspath(weights))
         state = weightfiles.read_state_dict(path)
         _check_keys(module, state, name, path.name)

@@ -9,12 +9,14 @@ from typing import Any
 
 import torch
 
-from reportgen.capture import ConvHooks, ConvSpec, record_name
+from reportgen.forward.hooks import ConvHooks, ConvSpec, record_name
 from reportgen.errors import ReportError
-from reportgen.models import build_architecture, check_model_name
+from reportgen.inputs.models import build_architecture, check_model_name
+from reportgen.options import LAYER_TABLE_SIZE
+from reportgen.report.formatting import format_pair
 
 
-def conv_table(model: str, size: int = 224) -> list[dict[str, Any]]:
+def conv_table(model: str, size: int = LAYER_TABLE_SIZE) -> list[dict[str, Any]]:
     check_model_name(model)
     if size < 1:
         raise ReportError(f"--size must be positive, not {size}.")
@@ -44,8 +46,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         spec: ConvSpec = row["spec"]
         lines.append((row["name"], f"{spec.in_channels} -> {spec.out_channels}",
-                      _pair(spec.kernel), _pair(spec.stride), _pair(spec.padding),
-                      _pair(spec.dilation), str(spec.groups),
+                      _pair_x(spec.kernel), _pair_x(spec.stride), _pair_x(spec.padding),
+                      _pair_x(spec.dilation), str(spec.groups),
                       "x".join(str(v) for v in row["output"]), f"{spec.parameters:,}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
@@ -55,7 +57,5 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(text)
 
 
-def _pair(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return "x".join(str(v) for v in value) if len(set(value)) > 1 else str(value[0])
+def _pair_x(value: Any) -> str:
+    return format_pair(value, separator="x")

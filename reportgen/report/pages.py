@@ -1,6 +1,7 @@
-"""Render the report's HTML and copy its static assets.
+"""Render the report's HTML pages and copy its static assets.
 
-Templates see plain dataclasses and dicts. Every URL in the site is relative (pages sit side by
+Templates see the typed report model (:mod:`reportgen.report.model`) and the small views
+computed from it (:mod:`reportgen.report.views`). Every URL in the site is relative (pages sit side by
 side at the top of the site folder), so the report works from ``file://``, from a web server
 and from a GitHub Pages project sub-path alike. Static files get content-hash names, so a
 browser never shows a stale stylesheet after a rebuild.
@@ -15,17 +16,21 @@ from typing import Any
 
 import jinja2
 
-from reportgen.reproduce import reproduction
+from reportgen.report import views
+from reportgen.report.formatting import format_number, format_pair
+from reportgen.report.model import IMAGE_DIR, INPUT_PNG, ReportRecord
+from reportgen.report.reproduce import reproduction
 
 STATIC_DIR = "static"
 
 
 def template_dir() -> Path:
     """Inside the wheel the templates are package data; in a checkout, the top-level folder."""
-    packaged = Path(__file__).with_name("templates")
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return package.parent / "templates"
 
 
 @lru_cache(maxsize=1)
@@ -43,20 +48,6 @@ def environment() -> jinja2.Environment:
     env.filters["pair"] = format_pair
     env.globals["reproduce"] = reproduction  # the Reproduce section (templates/_reproduce.html)
     return env
-
-
-def format_number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}"
-
-
-def format_pair(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return "×".join(str(v) for v in value) if len(set(value)) > 1 else str(value[0])
-    return str(value)
 
 
 def copy_static(site: Path) -> dict[str, str]:
@@ -87,3 +78,19 @@ def render(site: Path, template: str, output: str, **context: Any) -> None:
     # Strip trailing spaces so the bytes do not depend on template indentation details.
     text = "\n".join(line.rstrip() for line in html.splitlines()) + "\n"
     (site / output).write_text(text, encoding="utf-8")
+
+
+def write_pages(site: Path, record: ReportRecord, input_size: int) -> None:
+    """The overview, one page per layer (with previous / next), statics and ``.nojekyll``."""
+    assets = {**copy_static(site), "icon.svg": copy_icon(site, IMAGE_DIR)}
+    layers = record.layers
+    common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
+                  input_png=INPUT_PNG, input_size=input_size, toc=views.toc(layers))
+    render(site, "index.html", "index.html", page="index", **common)
+    for position, layer in enumerate(layers):
+        data = views.layer_data(layer, record.options, INPUT_PNG)
+        render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
+               scale=data["scale"], filter_scale=views.filter_display_scale(*layer.filters.size),
+               previous=layers[position - 1] if position > 0 else None,
+               next=layers[position + 1] if position + 1 < len(layers) else None, **common)
+    (site / ".nojekyll").write_text("", encoding="utf-8")

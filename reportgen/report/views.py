@@ -13,9 +13,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
-from reportgen.recorder import LayerRecord
+from reportgen.options import BuildOptions
+from reportgen.pictures.colormaps import is_grey
+from reportgen.report.model import LayerRecord
 
 #: Tiles are shown at an integer zoom that makes them at least this many CSS pixels, so a
 #: 7x7 map is not a speck and a 112x112 map is not blown up.
@@ -87,45 +89,45 @@ def _relative(layer: LayerRecord, prefix: str) -> str:
     return name[len(prefix) + 1:] if name.startswith(prefix + ".") else name
 
 
-def _rounded(values: list[float | None]) -> list[float | None]:
+def _rounded(values: Sequence[float | None]) -> list[float | None]:
     return [None if v is None or not math.isfinite(v) else float(f"{v:.{STAT_DIGITS}g}")
             for v in values]
 
 
-def layer_data(layer: LayerRecord, entry: dict[str, Any], options: dict[str, Any],
-               input_png: str) -> dict[str, Any]:
+def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str) -> dict[str, Any]:
     """The page's embedded index: where each channel's tile is, and its numbers.
 
-    ``entry`` is the layer's manifest entry, so the page ranks channels exactly as the
-    manifest does.
+    The rankings are the layer record's, which the manifest writes too, so the page ranks
+    channels exactly as the manifest does.
     """
-    layout = layer.layout
-    channels = entry["channels"]
+    layout = layer.activation.layout
+    pictures = layer.filters
     filters: dict[str, Any] | None = None
-    if layer.filters_png:
-        filters = {"src": layer.filters_png, "width": layer.filters_size[0],
-                   "height": layer.filters_size[1], "view": layer.filter_view,
-                   "scale": layer.filter_scale, "strongest_input": layer.strongest_input,
+    if pictures.png:
+        filters = {"src": pictures.png, "width": pictures.size[0],
+                   "height": pictures.size[1], "view": pictures.view,
+                   "scale": pictures.scale, "strongest_input": pictures.strongest_input,
                    "inputs": layer.spec.in_channels // max(1, layer.spec.groups),
                    "kernel": list(layer.spec.kernel)}
-        if layer.filter_layout is not None:
-            filters.update(cols=layer.filter_layout.cols, gap=layer.filter_layout.gap,
-                           tile_width=layer.filter_layout.tile_width,
-                           tile_height=layer.filter_layout.tile_height)
+        if pictures.layout is not None:
+            filters.update(cols=pictures.layout.cols, gap=pictures.layout.gap,
+                           tile_width=pictures.layout.tile_width,
+                           tile_height=pictures.layout.tile_height)
+    stats = layer.stats
     return {
         "name": layer.name,
         "page": layer.page,
         "channels": layout.channels,
-        "grid": {"src": layer.activation_png, "width": layout.width, "height": layout.height,
+        "grid": {"src": layer.activation.png, "width": layout.width, "height": layout.height,
                  "cols": layout.cols, "gap": layout.gap, "tile_width": layout.tile_width,
                  "tile_height": layout.tile_height},
         "map": list(layer.map_size),
         "scale": display_scale(layout.tile_width, layout.tile_height),
-        "grey": options.get("cmap") in ("gray", "grey"),
+        "grey": is_grey(options.cmap),
         "input": input_png,
         "filters": filters,
-        "mean": _rounded(channels["channel_mean"]),
-        "max": _rounded(channels["channel_max"]),
-        "positive": _rounded(channels["channel_fraction_positive"]),
-        "ranking": entry["ranking"],
+        "mean": _rounded(stats.channel_mean),
+        "max": _rounded(stats.channel_max),
+        "positive": _rounded(stats.channel_fraction_positive),
+        "ranking": layer.ranking,
     }

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reportgen.grids import GAP_VALUE, GridLayout
+from reportgen.pictures.grids import GAP_VALUE, GridLayout
 
 HEATMAP_CMAP = "RdBu_r"
 #: ColorBrewer RdBu (11 classes, as in matplotlib's ``_cm._RdBu_data``), blue end first.
@@ -99,7 +99,7 @@ def _tiles(weight: torch.Tensor, view: str, stats: dict[str, float],
 
 
 def _tile_planes(planes: torch.Tensor, layout: GridLayout) -> np.ndarray:
-    from reportgen.grids import tile
+    from reportgen.pictures.grids import tile
 
     return tile(planes, layout, GAP_VALUE)
 

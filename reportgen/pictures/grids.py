@@ -1,4 +1,4 @@
-"""Activation maps to one tiled picture per layer, with the numbers that describe them.
+"""Activation maps to one tiled picture per layer.
 
 Channels are tiled row-major (channel k at row k // cols, column k % cols) in a near-square
 grid with a 1-pixel gap. The tiling is a reshape of one tensor, not one matplotlib Axes per
@@ -6,18 +6,14 @@ channel: about a millisecond for 512 channels instead of seconds.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reportgen.errors import ReportError
 
-NORMALIZATIONS = ("channel", "layer")
 GAP_VALUE = 255  # gaps and empty cells are white, as in torchvision's make_grid(pad_value=1)
 
 
@@ -50,55 +46,6 @@ class GridLayout:
         """(x, y) of the channel's top-left pixel."""
         row, col = divmod(channel, self.cols)
         return col * (self.tile_width + self.gap), row * (self.tile_height + self.gap)
-
-
-@dataclass(frozen=True)
-class ActivationStats:
-    """Layer-wide and per-channel numbers, computed on the full-resolution map."""
-
-    shape: tuple[int, ...]
-    mean: float
-    std: float
-    min: float
-    max: float
-    fraction_positive: float
-    channel_mean: list[float]
-    channel_max: list[float]
-    channel_fraction_positive: list[float]
-
-
-def activation_stats(maps: torch.Tensor) -> ActivationStats:
-    """``maps`` is (C, H, W) float in any memory layout.
-
-    Reductions run over (H, W) where the map lies: reshaping a channels-last map to (C, H*W)
-    would copy a whole activation (256 MB for VGG16's first layers at 1024x1024).
-    """
-    channel_mean = maps.mean(dim=(1, 2))
-    channel_max = maps.amax(dim=(1, 2))
-    positive = count_positive(maps).to(maps.dtype) / (maps.shape[1] * maps.shape[2])
-    return ActivationStats(
-        shape=tuple(int(v) for v in maps.shape),
-        mean=float(channel_mean.mean()), std=float(maps.std()) if maps.numel() > 1 else 0.0,
-        min=float(maps.amin(dim=(1, 2)).min()), max=float(channel_max.max()),
-        fraction_positive=float(positive.mean()),
-        channel_mean=_rounded(channel_mean), channel_max=_rounded(channel_max),
-        channel_fraction_positive=_rounded(positive))
-
-
-def count_positive(maps: torch.Tensor) -> torch.Tensor:
-    """Pixels > 0 per channel of (C, H, W).
-
-    torch sums a bool mask by converting all of it to int64 first, 8 bytes a pixel: 512 MB
-    for one of VGG16's first layers at 1024x1024. numpy sums it through small buffers, so on
-    the CPU the only temporary is the one-byte mask (and it took 0.05 s there, not 0.32 s).
-    """
-    if maps.device.type != "cpu" or maps.dtype not in (torch.float32, torch.float64):
-        return (maps > 0).sum(dim=(1, 2))
-    return torch.from_numpy(np.count_nonzero(maps.numpy() > 0, axis=(1, 2)))
-
-
-def _rounded(values: torch.Tensor) -> list[float]:
-    return [float(f"{v:.6g}") for v in values.tolist()]
 
 
 def shrink_to_cap(maps: torch.Tensor, tile_cap: int | None) -> torch.Tensor:
@@ -150,23 +97,6 @@ def tile(maps: torch.Tensor, layout: GridLayout, gap_value: int = GAP_VALUE) -> 
     return grid[: layout.height, : layout.width].contiguous().numpy()
 
 
-@lru_cache(maxsize=16)
-def colormap_lut(name: str) -> np.ndarray | None:
-    """A 256x3 uint8 lookup table for a matplotlib colormap; None means plain grey."""
-    if name in ("gray", "grey"):
-        return None
-    import matplotlib
-
-    try:
-        cmap = matplotlib.colormaps[name]
-    except KeyError:
-        known = sorted(matplotlib.colormaps)
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "e.g. gray, viridis, magma, inferno."
-        raise ReportError(f"Unknown colormap '{name}'; {hint}") from None
-    return cmap(np.linspace(0.0, 1.0, 256), bytes=True)[:, :3].copy()
-
-
 def colorize(grid: np.ndarray, lut: np.ndarray | None, gaps: np.ndarray | None = None) -> np.ndarray:
     """Apply a LUT to a uint8 picture, keeping the gap pixels white."""
     if lut is None:
@@ -184,9 +114,3 @@ def gap_mask(layout: GridLayout) -> np.ndarray:
         x, y = layout.origin(channel)
         mask[y: y + layout.tile_height, x: x + layout.tile_width] = False
     return mask
-
-
-def check_normalization(how: str) -> str:
-    if how not in NORMALIZATIONS:
-        raise ReportError(f"Unknown normalisation '{how}'; use channel or layer.")
-    return how

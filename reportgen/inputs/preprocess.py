@@ -70,6 +70,16 @@ class Preprocessing:
         record["mean"], record["std"] = list(self.mean), list(self.std)
         return record
 
+    @classmethod
+    def from_description(cls, record: dict[str, Any]) -> "Preprocessing":
+        """The inverse of :meth:`describe` (a manifest's ``preprocessing``)."""
+        mean, std = tuple(float(v) for v in record["mean"]), tuple(float(v) for v in record["std"])
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("mean and std need 3 values")
+        return cls(int(record["resize"]), int(record["crop"]), (mean[0], mean[1], mean[2]),
+                   (std[0], std[1], std[2]), str(record["interpolation"]),
+                   str(record["source"]))
+
 
 def _first(value: Any) -> Any:
     return value[0] if isinstance(value, (list, tuple)) else value

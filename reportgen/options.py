@@ -1,0 +1,117 @@
+"""Every build option in one place: its default, its check, and how it is recorded.
+
+:class:`BuildOptions` is the one object the CLI, ``build_report``, the manifest, the Reproduce
+section and ``reportgen figure --from`` share (as MkDocs passes one config down). The CLI
+turns flags into it, the keyword API folds its keywords into it at the boundary, the manifest's
+``options`` is written from it and read back into it. A new option is one field here (with its
+``flag`` metadata when it changes what the report shows) plus one click flag.
+
+This module imports no torch, so ``reportgen --help`` stays fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from reportgen.errors import ReportError
+
+#: The inputs a report is built from when none are named (the blog post's VGG16 astronaut).
+DEFAULT_MODEL = "vgg16"
+DEFAULT_WEIGHTS = "DEFAULT"
+DEFAULT_IMAGE = "astronaut"
+DEFAULT_SITE_DIR = "site"
+#: The input size ``reportgen layers`` computes shapes for.
+LAYER_TABLE_SIZE = 224
+
+#: How a map's values become grey levels: per channel, or one range over the whole layer.
+NORMALIZATIONS = ("channel", "layer")
+MIN_TILE_CAP = 8
+DEFAULT_TILE_CAP = 256  # longest side of an activation tile, px
+DEFAULT_COMPRESS_LEVEL = 1  # PNG zlib level: several times faster than 6 for ~10 % more bytes
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]+)?")
+
+
+def _recorded(default: Any, flag: str) -> Any:
+    """A field that changes the report's pictures: kept in the manifest and in the command
+    that rebuilds the report (``flag``)."""
+    return field(default=default, metadata={"flag": flag})
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build a report (everything except which model, weights, image and folder)."""
+
+    seed: int = _recorded(0, "--seed")  # for --weights none; never touches the caller's RNG
+    layers: str | None = _recorded(None, "--layers")  # comma-separated globs; None: every conv
+    normalize: str = _recorded("channel", "--normalize")
+    cmap: str = _recorded("gray", "--cmap")
+    rectify: bool = _recorded(False, "--rectify")  # show max(0, x) instead of the conv output
+    size: int | None = _recorded(None, "--size")  # crop size; None: the weights' own
+    tile_cap: int | None = _recorded(DEFAULT_TILE_CAP, "--tile-cap")
+    compress_level: int = _recorded(DEFAULT_COMPRESS_LEVEL, "--compress-level")
+    device: str = "cpu"
+    self_contained: bool = False  # also write report.html, the whole report in one file
+    categories: tuple[str, ...] | None = None  # class names for the model's outputs
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ReportError(f"Unknown normalisation '{self.normalize}'; use "
+                              f"{' or '.join(NORMALIZATIONS)}.")
+        if self.size is not None and self.size < 1:
+            raise ReportError(f"--size must be a positive number of pixels, not {self.size}.")
+        if self.tile_cap is not None and self.tile_cap < MIN_TILE_CAP:
+            raise ReportError(f"--tile-cap must be at least {MIN_TILE_CAP} pixels, "
+                              f"not {self.tile_cap}.")
+        if not 0 <= self.compress_level <= 9:
+            raise ReportError(f"PNG compression level must be 0-9, not {self.compress_level}.")
+        if not _DEVICE.fullmatch(self.device):
+            raise ReportError(f"Unknown device '{self.device}'; use cpu or cuda.")
+        if self.categories is not None and not isinstance(self.categories, tuple):
+            object.__setattr__(self, "categories", tuple(self.categories))
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> "BuildOptions":
+        """A copy with ``changes``; unknown names are a clear error, not a silent no-op."""
+        unknown = sorted(set(changes) - set(self.fields()))
+        if unknown:
+            raise TypeError(f"Unknown build option{'s' if len(unknown) > 1 else ''}: "
+                            f"{', '.join(unknown)}; the options are {', '.join(self.fields())}.")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(cls, options: "BuildOptions | None" = None, **overrides: Any) -> "BuildOptions":
+        """Fold the keyword API into one object: ``options`` (or the defaults) plus overrides."""
+        return (options or cls()).replace(**overrides) if overrides else (options or cls())
+
+    def recorded(self) -> dict[str, Any]:
+        """What the manifest's ``options`` holds: the options that change the pictures."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)
+                if "flag" in item.metadata}
+
+    @classmethod
+    def from_recorded(cls, recorded: Mapping[str, Any]) -> "BuildOptions":
+        """Read a manifest's ``options`` back (keys this version does not know are ignored)."""
+        known = {item.name for item in dataclasses.fields(cls) if "flag" in item.metadata}
+        return cls(**{key: value for key, value in recorded.items() if key in known})
+
+    def command_words(self, random_weights: bool) -> list[str]:
+        """The flags that rebuild these pictures, every recorded option spelled out.
+
+        ``--seed`` only matters (and is only given) for random weights; options that are
+        off or unset are left out.
+        """
+        words: list[str] = []
+        for item in dataclasses.fields(self):
+            flag = item.metadata.get("flag")
+            value = getattr(self, item.name)
+            if flag is None or value is None or value is False or value == "":
+                continue
+            if item.name == "seed" and not random_weights:
+                continue
+            words += [flag] if value is True else [flag, str(value)]
+        return words

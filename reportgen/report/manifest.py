@@ -1,0 +1,188 @@
+"""``manifest.json``: the machine-readable record of a report, written and read here only.
+
+Readers (scripts, the figure command, a paper's supplement) rely on its keys; bump
+``SCHEMA_VERSION`` when a key changes meaning. Written with sorted keys and no NaN, so two
+builds of the same thing give the same bytes. :func:`to_json` is the one writer of the
+:class:`~reportgen.report.model.ReportRecord`; :func:`read` the one reader, which gives back
+the typed :class:`SavedReport` that the figure command, the single-file writer and the site
+folder checks use.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import ReportError
+from reportgen.inputs.preprocess import Preprocessing
+from reportgen.options import BuildOptions
+from reportgen.report.model import IN_MEMORY_WEIGHTS, LayerRecord, ModelInfo, ReportRecord
+
+SCHEMA_VERSION = 1
+GENERATOR = "reportgen"
+MANIFEST = "manifest.json"
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+    import torchvision
+
+    from reportgen import __version__
+
+    return {"reportgen": __version__, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+# ------------------------------------------------------------------ writing
+def to_json(record: ReportRecord) -> dict[str, Any]:
+    """The manifest's JSON object (the contract: field names and meaning)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": GENERATOR,
+        "created": record.created,
+        "versions": record.versions,
+        "command": record.command,
+        "model": {"name": record.model.name, "class": record.model.class_name,
+                  "parameters": record.model.parameters,
+                  "conv_layers": record.model.conv_layers},
+        "weights": record.weights,
+        "image": record.image,
+        "preprocessing": record.preprocessing,
+        "options": record.options.recorded(),
+        "shown": record.shown,
+        "notes": record.notes,
+        "predictions": [{"label": p.label, "index": p.index,
+                         "probability": round(p.probability, 6)} for p in record.predictions],
+        "layers": [layer_json(layer) for layer in record.layers],
+    }
+
+
+def layer_json(layer: LayerRecord) -> dict[str, Any]:
+    spec = asdict(layer.spec)
+    spec.pop("name")
+    stats = asdict(layer.stats)
+    per_channel = {key: stats.pop(key) for key in
+                   ("channel_mean", "channel_max", "channel_fraction_positive")}
+    shape = stats.pop("shape")
+    activation, filters = layer.activation, layer.filters
+    return {
+        "name": layer.name,
+        "module": layer.module_name,
+        "call": layer.call,
+        "page": layer.page,
+        "activation": activation.png,
+        "filters": filters.png,
+        "output_shape": [1, *shape],
+        "conv": spec,
+        "stats": stats,
+        "channels": per_channel,
+        "ranking": layer.ranking,
+        "grid": {**asdict(activation.layout), "width": activation.layout.width,
+                 "height": activation.layout.height, "map_height": activation.map_size[0],
+                 "map_width": activation.map_size[1], "shrunk": activation.shrunk},
+        "filter_view": filters.view,
+        "filter_grid": (None if filters.layout is None else
+                        {**asdict(filters.layout), "scale": filters.scale}),
+        "strongest_input": filters.strongest_input,
+        "weight_stats": filters.weight_stats,
+    }
+
+
+def write(site: Path, record: ReportRecord) -> dict[str, Any]:
+    """Write ``site/manifest.json``; return the JSON object written."""
+    data = to_json(record)
+    text = json.dumps(_finite(data), sort_keys=True, indent=1, allow_nan=False,
+                      ensure_ascii=False)
+    (site / MANIFEST).write_text(text + "\n", encoding="utf-8")
+    return data
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: a non-finite number (a diverged random net) is written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+# ------------------------------------------------------------------ reading
+@dataclass(frozen=True)
+class SavedLayer:
+    name: str
+    page: str
+
+
+@dataclass(frozen=True)
+class SavedReport:
+    """What a reader needs of a built report, typed; ``data`` keeps the whole JSON object."""
+
+    path: Path
+    created: str
+    command: str | None
+    model: ModelInfo
+    weights: dict[str, Any]
+    image: dict[str, Any]
+    preprocessing: Preprocessing
+    options: BuildOptions
+    layers: list[SavedLayer]
+    data: dict[str, Any]
+
+    @property
+    def in_memory_model(self) -> bool:
+        return self.weights.get("name") == IN_MEMORY_WEIGHTS
+
+
+def manifest_path(source: Path) -> Path:
+    """A report's folder or its manifest.json: the manifest's path."""
+    return source / MANIFEST if source.is_dir() else source
+
+
+def load_json(source: Path) -> dict[str, Any] | None:
+    """The manifest's JSON object when ``source`` holds a reportgen manifest, else None."""
+    try:
+        data = json.loads(manifest_path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("generator") == GENERATOR else None
+
+
+def is_report(folder: Path) -> bool:
+    """A folder we wrote: its manifest says so."""
+    return load_json(folder) is not None
+
+
+def read(source: Path) -> SavedReport:
+    """Read a report's manifest (``source`` is its folder or the file); a clear error if not."""
+    path = manifest_path(source)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"No {MANIFEST} in '{source}'; --from takes a report's folder "
+                          "(such as site/) or its manifest.json.") from None
+    except (OSError, ValueError) as error:
+        raise ReportError(f"Cannot read '{path}': {error}.") from None
+    if not isinstance(data, dict) or data.get("generator") != GENERATOR:
+        raise ReportError(f"'{path}' is not a reportgen manifest.")
+    try:
+        model = data["model"]
+        return SavedReport(
+            path=path, created=str(data.get("created", "")), command=data.get("command"),
+            model=ModelInfo(model["name"], model.get("class", model["name"]),
+                            int(model.get("parameters", 0)), int(model.get("conv_layers", 0))),
+            weights=dict(data["weights"]), image=dict(data["image"]),
+            preprocessing=Preprocessing.from_description(data["preprocessing"]),
+            options=BuildOptions.from_recorded(data.get("options", {})),
+            layers=[SavedLayer(str(layer["name"]), str(layer["page"]))
+                    for layer in data.get("layers", [])],
+            data=data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReportError(f"'{path}' lacks what is needed ({error}); rebuild the report "
+                          "with this version of reportgen.") from None

@@ -1,0 +1,149 @@
+"""The typed report model: what a report says, for the pages, the manifest and the caller.
+
+Every record is filled in one step, when everything it holds is known: a
+:class:`LayerRecord` once the forward pass has captured the layer and its filter picture is
+drawn, a :class:`ReportRecord` once the predictions are in. Templates read these dataclasses;
+:mod:`reportgen.report.manifest` turns them into ``manifest.json`` and back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reportgen.forward.hooks import ConvSpec
+from reportgen.forward.stats import ActivationStats, rank_channels
+from reportgen.inputs.models import IN_MEMORY_WEIGHTS
+from reportgen.options import BuildOptions
+from reportgen.pictures.grids import GridLayout
+
+#: Folder of the site's pictures, relative to the site.
+IMAGE_DIR = "img"
+INPUT_PNG = f"{IMAGE_DIR}/input.png"
+
+
+@dataclass(frozen=True)
+class ActivationPicture:
+    """A layer's maps tiled into one PNG (the grid the tiles are CSS crops of)."""
+
+    png: str  # site-relative path
+    layout: GridLayout
+    map_size: tuple[int, int]  # (height, width) of the real activation map
+    shrunk: bool  # area-averaged down to the tile cap
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the PNG."""
+        return self.layout.width, self.layout.height
+
+
+@dataclass(frozen=True)
+class FilterPicture:
+    """A conv's weights as one picture; shared by every call of a module used twice."""
+
+    png: str  # site-relative path
+    size: tuple[int, int]  # (width, height) of the PNG
+    view: str  # "rgb", "grey", "heatmap" or "strongest-input"
+    description: str
+    layout: GridLayout | None  # None for the heatmap, which is not tiled
+    scale: int  # kernel pixels per weight
+    strongest_input: list[int] | None  # per filter, for the strongest-input view
+    weight_stats: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One conv call as the forward hook saw it (a :class:`LayerRecord` without filters)."""
+
+    index: int
+    name: str  # module path, with @N for the N-th call of a module used more than once
+    module_name: str
+    call: int
+    slug: str  # file-name-safe, unique
+    spec: ConvSpec
+    stats: ActivationStats
+    activation: ActivationPicture
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One conv call as the report shows it."""
+
+    index: int
+    name: str
+    module_name: str
+    call: int
+    slug: str
+    spec: ConvSpec
+    stats: ActivationStats
+    activation: ActivationPicture
+    filters: FilterPicture
+
+    @classmethod
+    def of(cls, capture: Capture, filters: FilterPicture) -> "LayerRecord":
+        return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
+                   capture.spec, capture.stats, capture.activation, filters)
+
+    @property
+    def page(self) -> str:
+        return f"layer-{self.slug}.html"
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return self.activation.map_size
+
+    @property
+    def ranking(self) -> dict[str, list[int]]:
+        """Channel indices, most active first, by mean and by max (ties in index order)."""
+        return {"mean": rank_channels(self.stats.channel_mean),
+                "max": rank_channels(self.stats.channel_max)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # the torchvision name, or the class name of the caller's module
+    class_name: str
+    parameters: int
+    conv_layers: int
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """Everything a report says; ``manifest.json`` is this, as JSON.
+
+    ``weights``, ``image`` and ``preprocessing`` stay the small JSON-ready dicts that their
+    loaders describe themselves with: their keys differ by kind (a checkpoint has a file and
+    a hash, random weights a seed), and the manifest's contract is those keys.
+    """
+
+    created: str
+    versions: dict[str, str]
+    command: str | None
+    model: ModelInfo
+    weights: dict[str, Any]
+    image: dict[str, Any]
+    preprocessing: dict[str, Any]
+    options: BuildOptions
+    notes: list[str]
+    predictions: list[Prediction]
+    layers: list[LayerRecord]
+
+    @property
+    def shown(self) -> str:
+        """What the activation pictures show, in words."""
+        return ("max(0, conv output) (--rectify)" if self.options.rectify
+                else "conv output before any activation function")
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights.get("name") == "none"
+
+    @property
+    def in_memory_model(self) -> bool:
+        return self.weights.get("name") == IN_MEMORY_WEIGHTS
