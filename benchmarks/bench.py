@@ -235,9 +235,8 @@ def versus_seed(repeats: int, folder: Path) -> dict[str, Any]:
     import torchvision
 
     sys.path.insert(0, str(HERE))
-    from seed_recipe import seed_report
-
     from reportgen.build import build_report
+    from seed_recipe import seed_report
 
     quiet_logging()
     image = np.ascontiguousarray(skimage.data.astronaut())

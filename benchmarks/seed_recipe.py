@@ -16,11 +16,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; the notebook's inline backend renders the same way
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from torch import nn  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torchvision
+from torch import nn
 
 
 def optimal_grid(n: int) -> tuple[int, int]:

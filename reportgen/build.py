@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,20 +22,38 @@ from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
-from reportgen.inputs.images import SourceImage, load_image
+from reportgen.inputs.images import load_image
 from reportgen.inputs.inputsize import check_input_size, explain_failure
-from reportgen.inputs.models import (LoadedModel, build_architecture, check_model_name,
-                                     load_model, select_layers)
+from reportgen.inputs.models import (
+    LoadedModel,
+    build_architecture,
+    check_model_name,
+    load_model,
+    select_layers,
+)
 from reportgen.inputs.preprocess import Preprocessing
-from reportgen.options import (DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_SITE_DIR, DEFAULT_WEIGHTS,
-                               BuildOptions)
+from reportgen.options import (
+    DEFAULT_IMAGE,
+    DEFAULT_MODEL,
+    DEFAULT_SITE_DIR,
+    DEFAULT_WEIGHTS,
+    BuildOptions,
+)
 from reportgen.pictures.colormaps import colormap_lut
 from reportgen.pictures.kernels import filter_figure
 from reportgen.pictures.pngio import PngWriter
 from reportgen.publish.staging import check_target, staged_folder
 from reportgen.report import manifest as manifests
-from reportgen.report.model import (IMAGE_DIR, INPUT_PNG, Capture, FilterPicture, LayerRecord,
-                                    ModelInfo, Prediction, ReportRecord)
+from reportgen.report.model import (
+    IMAGE_DIR,
+    INPUT_PNG,
+    Capture,
+    FilterPicture,
+    LayerRecord,
+    ModelInfo,
+    Prediction,
+    ReportRecord,
+)
 from reportgen.report.pages import write_pages
 from reportgen.report.stamp import build_time
 
@@ -217,7 +236,7 @@ def _predictions(logits: Any, categories: list[str] | None, top: int = 5) -> lis
     probabilities = logits[0].float().softmax(dim=0)
     values, indices = probabilities.topk(min(top, probabilities.numel()))
     result = []
-    for value, index in zip(values.tolist(), indices.tolist()):
+    for value, index in zip(values.tolist(), indices.tolist(), strict=True):
         label = categories[index] if categories and index < len(categories) else f"class {index}"
         result.append(Prediction(label, int(index), float(value)))
     return result

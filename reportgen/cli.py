@@ -10,14 +10,23 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from reportgen import __version__
-from reportgen.options import (DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_SITE_DIR, DEFAULT_WEIGHTS,
-                               LAYER_TABLE_SIZE, MIN_TILE_CAP, NORMALIZATIONS, BuildOptions)
+from reportgen.options import (
+    DEFAULT_IMAGE,
+    DEFAULT_MODEL,
+    DEFAULT_SITE_DIR,
+    DEFAULT_WEIGHTS,
+    LAYER_TABLE_SIZE,
+    MIN_TILE_CAP,
+    NORMALIZATIONS,
+    BuildOptions,
+)
 
 DEFAULTS = BuildOptions()
 
@@ -107,7 +116,8 @@ def build(verbose: int, quiet: bool, model: str, weights: str, image: str, site_
 
 @cli.command("gh-deploy")
 @click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True,
-              type=click.Path(), help="The report to publish; built first (with --model/--weights/--image and "
+              type=click.Path(),
+              help="The report to publish; built first (with --model/--weights/--image and "
                    "the build command's other defaults) when it does not exist.")
 @click.option("--remote", default="origin", show_default=True, help="Git remote to push to.")
 @click.option("--branch", default="gh-pages", show_default=True, help="Branch to commit to.")
@@ -239,7 +249,7 @@ def _run(verbose: int, action: Callable[[], Any]) -> Any:
         raise
     except KeyboardInterrupt:
         raise click.Abort() from None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         if verbose:
             raise
         raise click.ClickException(f"{type(error).__name__}: {error} (run with -v for the "

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from reportgen.errors import ReportError
 
@@ -68,14 +69,14 @@ class BuildOptions:
             raise ReportError(f"PNG compression level must be 0-9, not {self.compress_level}.")
         if not _DEVICE.fullmatch(self.device):
             raise ReportError(f"Unknown device '{self.device}'; use cpu or cuda.")
-        if self.categories is not None and not isinstance(self.categories, tuple):
+        if self.categories is not None:  # a list from the keyword API: keep it hashable
             object.__setattr__(self, "categories", tuple(self.categories))
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         return tuple(item.name for item in dataclasses.fields(cls))
 
-    def replace(self, **changes: Any) -> "BuildOptions":
+    def replace(self, **changes: Any) -> BuildOptions:
         """A copy with ``changes``; unknown names are a clear error, not a silent no-op."""
         unknown = sorted(set(changes) - set(self.fields()))
         if unknown:
@@ -84,7 +85,7 @@ class BuildOptions:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def of(cls, options: "BuildOptions | None" = None, **overrides: Any) -> "BuildOptions":
+    def of(cls, options: BuildOptions | None = None, **overrides: Any) -> BuildOptions:
         """Fold the keyword API into one object: ``options`` (or the defaults) plus overrides."""
         return (options or cls()).replace(**overrides) if overrides else (options or cls())
 
@@ -94,7 +95,7 @@ class BuildOptions:
                 if "flag" in item.metadata}
 
     @classmethod
-    def from_recorded(cls, recorded: Mapping[str, Any]) -> "BuildOptions":
+    def from_recorded(cls, recorded: Mapping[str, Any]) -> BuildOptions:
         """Read a manifest's ``options`` back (keys this version does not know are ignored)."""
         known = {item.name for item in dataclasses.fields(cls) if "flag" in item.metadata}
         return cls(**{key: value for key, value in recorded.items() if key in known})

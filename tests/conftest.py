@@ -96,4 +96,5 @@ def hooks_left(model: nn.Module) -> list[str]:
 
 
 def site_files(site: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(site)): p.read_bytes() for p in sorted(site.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(site)): p.read_bytes()
+            for p in sorted(site.rglob("*")) if p.is_file()}

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import IdentityNet, TinyNet, hooks_left, needs_offline_weights
+from conftest import TinyNet, hooks_left, needs_offline_weights
 from reportgen import build_report
-from reportgen.forward.hooks import ConvHooks
 from reportgen.errors import ReportError
-from reportgen.pictures.grids import GridLayout
+from reportgen.forward.hooks import ConvHooks
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.pictures.grids import GridLayout
 
 
 def png(site: Path, relative: str) -> np.ndarray:

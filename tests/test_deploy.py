@@ -9,11 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 import reportgen
-from reportgen.cli import cli
-from reportgen.publish.deploy import gh_deploy
-from reportgen.errors import ReportError
-
 from conftest import TinyNet, site_files
+from reportgen.cli import cli
+from reportgen.errors import ReportError
+from reportgen.publish.deploy import gh_deploy
 
 
 def git(cwd: Path, *args: str) -> str:

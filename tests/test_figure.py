@@ -14,12 +14,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 import reportgen
+from conftest import IdentityNet, TinyNet, hooks_left
 from reportgen.cli import cli
 from reportgen.errors import ReportError
-from reportgen.publish.figure import Selection, make_figure, parse_width
 from reportgen.inputs.preprocess import Preprocessing
-
-from conftest import IdentityNet, TinyNet, hooks_left
+from reportgen.publish.figure import Selection, make_figure, parse_width
 
 needs_pdffonts = pytest.mark.skipif(shutil.which("pdffonts") is None and not os.environ.get("CI"),
                                     reason="pdffonts (poppler-utils) is not installed")
@@ -39,7 +38,7 @@ def test_maps_are_the_real_conv_output_even_with_an_inplace_relu(tmp_path, gradi
     batch = Preprocessing.from_preset(None)(reportgen.inputs.images.load_image(gradient_image).rgb)
     panel = made.panels[0]
     assert panel.channels == [0, 1, 2] and panel.shape == (3, 224, 224)
-    for channel, values in zip(panel.channels, panel.maps):
+    for channel, values in zip(panel.channels, panel.maps, strict=True):
         np.testing.assert_allclose(values, batch[0, channel].numpy(), atol=1e-6)
     assert min(float(m.min()) for m in panel.maps) < 0  # pre-ReLU values survived
     # layer normalisation: one range, the layer's real min and max

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
@@ -221,7 +222,7 @@ def test_any_small_conv_net_builds_a_consistent_report_or_fails_clearly(
         assert len(set(names)) == len(names)
         if net.reuse is not None:
             assert f"convs.{net.reuse}@2" in names
-        for layer, conv_index in zip(manifest["layers"], _call_order(net)):
+        for layer, conv_index in zip(manifest["layers"], _call_order(net), strict=True):
             spec, conv = layer["conv"], net.convs[conv_index]
             assert spec["groups"] == conv.groups and spec["out_channels"] == conv.out_channels
         assert hooks_left(net) == []

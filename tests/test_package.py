@@ -37,10 +37,10 @@ def test_installed_wheel_renders_a_report(wheel, tmp_path):
     script = (
         "import reportgen, torch\n"
         "from torch import nn\n"
-        "assert reportgen.__file__.startswith(%r), reportgen.__file__\n"
+        f"assert reportgen.__file__.startswith({str(target)!r}), reportgen.__file__\n"
         "net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())\n"
         "r = reportgen.build_report(net, None, 'camera', 'site', size=16)\n"
-        "print(len(r.layers))\n" % str(target))
+        "print(len(r.layers))\n")
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "elsewhere"
     work.mkdir()

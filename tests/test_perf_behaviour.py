@@ -9,7 +9,6 @@ exactly what the slow ways give.
 from __future__ import annotations
 
 import gc
-import io
 import json
 import os
 import subprocess
@@ -145,7 +144,7 @@ def test_compress_level_reaches_the_files(tmp_path, gradient_image):
         pictures[level] = [np.asarray(Image.open(path)) for path in files]
     assert sizes[0] > sizes[1] > sizes[9]
     for level in (1, 9):
-        assert all(np.array_equal(a, b) for a, b in zip(pictures[0], pictures[level]))
+        assert all(np.array_equal(a, b) for a, b in zip(pictures[0], pictures[level], strict=True))
     assert PILLOW_FROM_LEVEL <= 9  # level 9 went through Pillow's encoder, 0 and 1 through ours
 
 
@@ -270,7 +269,7 @@ def test_checkpoints_are_not_preceded_by_random_init(tmp_path, init_calls):
     loaded = load_model("squeezenet1_1", tmp_path / "net.pth")
     assert init_calls == []
     for (name, ours), theirs in zip(loaded.module.state_dict().items(),
-                                    source.state_dict().values()):
+                                    source.state_dict().values(), strict=True):
         assert torch.equal(ours, theirs), name
 
 

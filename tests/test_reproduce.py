@@ -10,12 +10,11 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import reportgen
+from conftest import TinyNet, site_files
 from reportgen.cli import cli
 from reportgen.options import BuildOptions
 from reportgen.report.model import ModelInfo, ReportRecord
 from reportgen.report.reproduce import bibtex, equivalent_command, reproduction
-
-from conftest import TinyNet, site_files
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -72,8 +72,7 @@ def test_random_weights_come_from_the_recorded_seed(tmp_path, gradient_image):
     options = dict(size=32, layers="features.0.*,features.1.*")
     one = build_report("mobilenet_v3_small", "none", gradient_image, tmp_path / "a", seed=7,
                        **options)
-    two = build_report("mobilenet_v3_small", "none", gradient_image, tmp_path / "b", seed=7,
-                       **options)
+    build_report("mobilenet_v3_small", "none", gradient_image, tmp_path / "b", seed=7, **options)
     other = build_report("mobilenet_v3_small", "none", gradient_image, tmp_path / "c", seed=8,
                          **options)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left alone
@@ -125,7 +124,6 @@ def test_twenty_builds_leave_no_hooks_and_no_growth(tmp_path, gradient_image):
     assert sorted(os.listdir(tmp_path)) == ["site0", "site1"]  # no staging folders either
     # Keeping each build's conv outputs alive was measured at +69 MiB over 20 runs (128x128);
     # without a leak growth is 0-1 MiB, so 24 MiB is far above the noise and far below a leak.
-    print(f"RSS growth over 20 builds: {peak_growth / 2**20:.2f} MiB")
     assert peak_growth < 24 * 2**20, f"RSS grew by {peak_growth / 2**20:.1f} MiB"
 
 

@@ -31,7 +31,8 @@ def test_toc_follows_module_paths_in_forward_order():
                                      ["layer1.1", ["conv1", "conv2"]]]]
     assert outline[2][1][0] == ["layer2.0", ["conv1", "conv2", "downsample.0"]]
     vgg = [name for name, _ in conv_layers(torchvision.models.vgg11(weights=None))]
-    assert _outline(toc(_records(vgg))) == [["features", ["0", "3", "6", "8", "11", "13", "16", "18"]]]
+    assert _outline(toc(_records(vgg))) == [
+        ["features", ["0", "3", "6", "8", "11", "13", "16", "18"]]]
 
 
 def test_toc_keeps_a_module_called_again_later_in_its_place():
@@ -64,7 +65,7 @@ def test_pages_embed_the_manifest_rankings_and_tile_index(tmp_path, tiny_net):
         for key in ("cols", "gap", "tile_width", "tile_height", "width", "height"):
             assert data["grid"][key] == entry["grid"][key]
         assert data["grid"]["src"] == entry["activation"]
-        for ours, theirs in zip(data["mean"], entry["channels"]["channel_mean"]):
+        for ours, theirs in zip(data["mean"], entry["channels"]["channel_mean"], strict=True):
             assert abs(ours - theirs) <= 5e-4 * max(1.0, abs(theirs))
         assert data["filters"]["src"] == entry["filters"]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,8 @@ import torch
 from torch import nn
 
 from conftest import needs_offline_weights
-from reportgen.inputs import weightfiles as weightfiles
 from reportgen.errors import ReportError
+from reportgen.inputs import weightfiles as weightfiles
 from reportgen.inputs.models import load_model
 
 

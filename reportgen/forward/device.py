@@ -1,8 +1,8 @@
 """Where the forward pass runs: the device, the model's place on it, the input's layout."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

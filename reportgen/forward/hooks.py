@@ -8,8 +8,9 @@ output before the ReLU runs and keeps only what it derived from it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -32,10 +33,10 @@ class ConvSpec:
     padding_mode: str
 
     @classmethod
-    def of(cls, name: str, conv: nn.Conv2d) -> "ConvSpec":
-        padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
-        return cls(name, conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
-                   tuple(conv.stride), padding, tuple(conv.dilation), conv.groups,
+    def of(cls, name: str, conv: nn.Conv2d) -> ConvSpec:
+        padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+        return cls(name, conv.in_channels, conv.out_channels, _pair(conv.kernel_size),
+                   _pair(conv.stride), padding, _pair(conv.dilation), conv.groups,
                    sum(p.numel() for p in conv.parameters(recurse=False)),
                    conv.bias is not None, conv.padding_mode)
 
@@ -68,7 +69,7 @@ class ConvHooks:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._was_training = model.training
 
-    def __enter__(self) -> "ConvHooks":
+    def __enter__(self) -> ConvHooks:
         self._was_training = self.model.training
         try:
             for name, conv in self.layers:
@@ -87,10 +88,10 @@ class ConvHooks:
             self._handles.pop().remove()
         self.model.train(self._was_training)
 
-    def _hook_for(self, name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def _hook_for(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], torch.Tensor], None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             self.calls[name] += 1
-            self.on_output(name, self.calls[name], module, output)
+            self.on_output(name, self.calls[name], cast(nn.Conv2d, module), output)
 
         return hook
 
@@ -98,7 +99,15 @@ class ConvHooks:
         """The single forward pass, in eval mode and without autograd bookkeeping."""
         self.model.eval()
         with torch.inference_mode():
-            return self.model(batch)
+            output: torch.Tensor = self.model(batch)
+        return output
+
+
+def _pair(values: tuple[int, ...] | int) -> tuple[int, int]:
+    """Conv2d keeps (height, width) pairs; as a typed pair."""
+    if isinstance(values, int):
+        return values, values
+    return int(values[0]), int(values[1])
 
 
 def record_name(name: str, call: int) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from reportgen.forward.hooks import ConvHooks, ConvSpec, record_name
 from reportgen.errors import ReportError
+from reportgen.forward.hooks import ConvHooks, ConvSpec, record_name
 from reportgen.inputs.models import build_architecture, check_model_name
 from reportgen.options import LAYER_TABLE_SIZE
 from reportgen.report.formatting import format_pair

@@ -19,8 +19,14 @@ from reportgen.forward.hooks import ConvSpec, record_name
 from reportgen.forward.stats import activation_stats
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import colormap_lut
-from reportgen.pictures.grids import (GridLayout, colorize, gap_mask, normalize_to_uint8,
-                                      shrink_to_cap, tile)
+from reportgen.pictures.grids import (
+    GridLayout,
+    colorize,
+    gap_mask,
+    normalize_to_uint8,
+    shrink_to_cap,
+    tile,
+)
 from reportgen.pictures.pngio import PngWriter
 from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture
 

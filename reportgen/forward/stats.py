@@ -5,8 +5,8 @@ normalised for a picture, so the Statistics table and the manifest report true v
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

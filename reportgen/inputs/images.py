@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reportgen.errors import ReportError
 
@@ -129,7 +129,7 @@ def _load_file(path: Path) -> SourceImage:
         raise ReportError(
             f"Image '{shown}' is too large to decode safely ({error}); resize it below "
             f"{Image.MAX_IMAGE_PIXELS:,} pixels first.") from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise ReportError(
             f"'{shown}' is not an image Pillow can read; use PNG, JPEG, TIFF, BMP, WebP or GIF."
         ) from None

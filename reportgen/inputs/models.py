@@ -10,18 +10,19 @@ import difflib
 import fnmatch
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from reportgen.errors import ReportError
-from reportgen.options import DEFAULT_WEIGHTS
 from reportgen.inputs import weightfiles as weightfiles
+from reportgen.options import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +209,14 @@ def skip_init() -> Iterator[None]:
 
 
 def _construct(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    from torchvision.models import get_model
-
     import warnings
+
+    from torchvision.models import get_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. googlenet's init_weights notice
-        return get_model(name, weights=None, **kwargs)
+        module: nn.Module = get_model(name, weights=None, **kwargs)
+    return module
 
 
 def _build_with_state(name: str, state: dict[str, torch.Tensor], kwargs: dict[str, Any],
@@ -250,16 +252,18 @@ def _check_keys(module: nn.Module, state: dict[str, torch.Tensor], name: str, sh
 
 def _drop_aux_heads(name: str, module: nn.Module) -> None:
     """Mirror torchvision: pretrained googlenet/inception drop their training-only heads."""
-    if name == "googlenet":
-        module.aux_logits, module.aux1, module.aux2 = False, None, None
-    elif name == "inception_v3":
-        module.aux_logits, module.AuxLogits = False, None
+    heads = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}.get(name, ())
+    if heads:
+        setattr(module, "aux_logits", False)  # noqa: B010 - torchvision's plain attribute
+        for head in heads:
+            setattr(module, head, None)
 
 
 def _users_module(module: nn.Module, weights: Any, categories: list[str] | None) -> LoadedModel:
     name = type(module).__name__
     record: dict[str, Any] = {"name": IN_MEMORY_WEIGHTS, "note": "the caller's own module"}
-    if weights is not None and str(weights).upper() not in ("DEFAULT", "NONE", IN_MEMORY_WEIGHTS.upper()):
+    named = ("DEFAULT", "NONE", IN_MEMORY_WEIGHTS.upper())
+    if weights is not None and str(weights).upper() not in named:
         path = Path(os.fspath(weights))
         state = weightfiles.read_state_dict(path)
         _check_keys(module, state, name, path.name)

@@ -28,14 +28,13 @@ class Preprocessing:
     source: str = "ImageNet defaults"
 
     @classmethod
-    def from_preset(cls, preset: Any | None, size: int | None = None) -> "Preprocessing":
+    def from_preset(cls, preset: Any | None, size: int | None = None) -> Preprocessing:
         """Read a torchvision ImageClassification preset; ``size`` overrides the crop size."""
         if preset is None:
             base = cls(resize=256, crop=224)
         else:
             base = cls(resize=int(_first(preset.resize_size)), crop=int(_first(preset.crop_size)),
-                       mean=tuple(float(v) for v in preset.mean),
-                       std=tuple(float(v) for v in preset.std),
+                       mean=_triple(preset.mean), std=_triple(preset.std),
                        interpolation=str(preset.interpolation.value),
                        source="the weights' transforms()")
         if size is None or size == base.crop:
@@ -56,7 +55,8 @@ class Preprocessing:
         picture = TF.center_crop(picture, [self.crop])
         tensor = TF.convert_image_dtype(TF.pil_to_tensor(picture), torch.float)
         tensor = TF.normalize(tensor, mean=list(self.mean), std=list(self.std))
-        return tensor.unsqueeze(0)
+        batch: torch.Tensor = tensor.unsqueeze(0)
+        return batch
 
     def to_picture(self, batch: torch.Tensor) -> np.ndarray:
         """Undo the normalisation: the model's input as an HxWx3 uint8 picture."""
@@ -71,14 +71,18 @@ class Preprocessing:
         return record
 
     @classmethod
-    def from_description(cls, record: dict[str, Any]) -> "Preprocessing":
+    def from_description(cls, record: dict[str, Any]) -> Preprocessing:
         """The inverse of :meth:`describe` (a manifest's ``preprocessing``)."""
-        mean, std = tuple(float(v) for v in record["mean"]), tuple(float(v) for v in record["std"])
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError("mean and std need 3 values")
-        return cls(int(record["resize"]), int(record["crop"]), (mean[0], mean[1], mean[2]),
-                   (std[0], std[1], std[2]), str(record["interpolation"]),
-                   str(record["source"]))
+        return cls(int(record["resize"]), int(record["crop"]), _triple(record["mean"]),
+                   _triple(record["std"]), str(record["interpolation"]), str(record["source"]))
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    """Per-channel numbers (mean, std) for an RGB input: exactly three."""
+    numbers = [float(v) for v in values]
+    if len(numbers) != 3:
+        raise ValueError(f"expected 3 values (one per RGB channel), got {len(numbers)}")
+    return numbers[0], numbers[1], numbers[2]
 
 
 def _first(value: Any) -> Any:

@@ -11,11 +11,12 @@ import hashlib
 import importlib.util
 import logging
 import pickle
-from functools import lru_cache
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -146,6 +147,6 @@ def _unwrap_state_dict(loaded: Any, shown: str) -> dict[str, torch.Tensor]:
     return dict(loaded)
 
 
-def _all_tensors(mapping: Mapping) -> bool:
+def _all_tensors(mapping: Mapping[Any, Any]) -> bool:
     return all(isinstance(key, str) and isinstance(value, torch.Tensor)
                for key, value in mapping.items())

@@ -28,7 +28,8 @@ def colormap(name: str) -> Any:
         return matplotlib.colormaps[name]
     except KeyError:
         close = difflib.get_close_matches(name, sorted(matplotlib.colormaps), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "e.g. gray, viridis, magma, inferno."
+        hint = (f"did you mean {', '.join(close)}?" if close
+                else "e.g. gray, viridis, magma, inferno.")
         raise ReportError(f"Unknown colormap '{name}'; {hint}") from None
 
 
@@ -37,4 +38,5 @@ def colormap_lut(name: str) -> np.ndarray | None:
     """A 256x3 uint8 lookup table for a matplotlib colormap; None means plain grey."""
     if is_grey(name):
         return None
-    return colormap(name)(np.linspace(0.0, 1.0, 256), bytes=True)[:, :3].copy()
+    table: np.ndarray = colormap(name)(np.linspace(0.0, 1.0, 256), bytes=True)[:, :3].copy()
+    return table

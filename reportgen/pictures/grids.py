@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 GAP_VALUE = 255  # gaps and empty cells are white, as in torchvision's make_grid(pad_value=1)
 
 
@@ -29,7 +28,7 @@ class GridLayout:
     gap: int = 1
 
     @classmethod
-    def for_channels(cls, channels: int, tile_height: int, tile_width: int) -> "GridLayout":
+    def for_channels(cls, channels: int, tile_height: int, tile_width: int) -> GridLayout:
         cols = max(1, math.ceil(math.sqrt(channels)))
         rows = max(1, math.ceil(channels / cols))
         return cls(channels, rows, cols, tile_height, tile_width)
@@ -97,11 +96,12 @@ def tile(maps: torch.Tensor, layout: GridLayout, gap_value: int = GAP_VALUE) -> 
     return grid[: layout.height, : layout.width].contiguous().numpy()
 
 
-def colorize(grid: np.ndarray, lut: np.ndarray | None, gaps: np.ndarray | None = None) -> np.ndarray:
+def colorize(grid: np.ndarray, lut: np.ndarray | None,
+             gaps: np.ndarray | None = None) -> np.ndarray:
     """Apply a LUT to a uint8 picture, keeping the gap pixels white."""
     if lut is None:
         return grid
-    rgb = lut[grid]
+    rgb: np.ndarray = lut[grid]
     if gaps is not None:
         rgb[gaps] = GAP_VALUE
     return rgb

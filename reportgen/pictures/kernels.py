@@ -120,7 +120,8 @@ def heatmap_lut() -> np.ndarray:
     distance = ((xind[1:-1] - x[ind - 1]) / (x[ind] - x[ind - 1]))[:, None]
     lut = np.concatenate([colors[:1], distance * (colors[ind] - colors[ind - 1]) + colors[ind - 1],
                           colors[-1:]])
-    return (np.clip(lut, 0.0, 1.0) * 255).astype(np.uint8)
+    table: np.ndarray = (np.clip(lut, 0.0, 1.0) * 255).astype(np.uint8)
+    return table
 
 
 def _heatmap(matrix: torch.Tensor, stats: dict[str, float], groups: int) -> FilterFigure:

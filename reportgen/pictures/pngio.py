@@ -61,7 +61,7 @@ def encode_png(pixels: np.ndarray, compress_level: int = DEFAULT_COMPRESS_LEVEL)
     scanlines[0, 1:] = rows[0]  # the row above the first one counts as zeros
     np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])  # uint8: modulo 256, as PNG wants
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[samples], 0, 0, 0)
-    data = zlib.compress(scanlines, compress_level)
+    data = zlib.compress(scanlines.tobytes(), compress_level)
     parts = [_SIGNATURE, _chunk(b"IHDR", header)]
     parts += [_chunk(b"IDAT", data[start:start + _MAX_CHUNK])
               for start in range(0, max(len(data), 1), _MAX_CHUNK)]
@@ -104,7 +104,7 @@ class PngWriter:
             self._pending.clear()
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "PngWriter":
+    def __enter__(self) -> PngWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -12,9 +12,10 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reportgen import __version__
 from reportgen.errors import ReportError
@@ -40,7 +41,7 @@ class Deployment:
 
 def gh_deploy(site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR, *, remote: str = "origin",
               branch: str = "gh-pages", message: str | None = None, push: bool = True,
-              repo: str | os.PathLike | None = None,
+              repo: str | os.PathLike[str] | None = None,
               build: Callable[[Path], Any] | None = None) -> Deployment:
     """Commit ``site_dir`` to ``branch`` (with ``.nojekyll``) and push it to ``remote``.
 
@@ -68,11 +69,12 @@ def gh_deploy(site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR, *, remote: st
     text = (message or DEFAULT_MESSAGE).replace("{sha}", sha).replace("{version}", __version__)
     if push:
         # Start from the remote's gh-pages when there is one, so the push is a fast-forward.
-        _git(top, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+        _git(top, "fetch", "--quiet", remote,
+             f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
              check=False)
     _import(site, top, remote=remote, branch=branch, message=text, push=push,
             identity=identity)
-    commit = _git(top, "rev-parse", f"refs/heads/{branch}")
+    commit = _git(top, "rev-parse", f"refs/heads/{branch}") or ""
     where = f"{remote}/{branch}" if push else f"the local branch {branch} (not pushed)"
     log.info("Published %s to %s as %s: %s", site_dir, where, commit[:10], text)
     return Deployment(site, remote, branch, text, commit, push)
@@ -93,7 +95,7 @@ def _repository_root(folder: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def _check_site(site: Path, shown: str | os.PathLike) -> None:
+def _check_site(site: Path, shown: str | os.PathLike[str]) -> None:
     if not site.is_dir():
         raise ReportError(f"Site folder '{shown}' is not a folder.")
     if not is_report(site):

@@ -13,30 +13,33 @@ for the same inputs under ``SOURCE_DATE_EPOCH``. matplotlib is imported here and
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import math
 import os
 import re
-import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from reportgen import __version__
+from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
 from reportgen.forward.stats import rank_channels
-from reportgen.errors import ReportError
 from reportgen.inputs.images import SourceImage, load_image
 from reportgen.inputs.models import load_model
 from reportgen.inputs.preprocess import Preprocessing
-from reportgen.options import (DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_WEIGHTS, NORMALIZATIONS,
-                               BuildOptions)
+from reportgen.options import (
+    DEFAULT_IMAGE,
+    DEFAULT_MODEL,
+    DEFAULT_WEIGHTS,
+    NORMALIZATIONS,
+    BuildOptions,
+)
 from reportgen.pictures.colormaps import colormap
 from reportgen.publish.staging import atomic_write
 from reportgen.report import manifest as manifests
@@ -62,7 +65,7 @@ class Selection:
     channels: tuple[int, ...] | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Selection":
+    def parse(cls, text: str) -> Selection:
         layer, colon, channels = text.strip().rpartition(":") if ":" in text else \
             (text.strip(), "", "")
         layer = layer.strip()
@@ -128,9 +131,10 @@ def parse_width(text: str | float) -> float:
     return inches
 
 
-def make_figure(output: str | os.PathLike, select: Sequence[str | Selection], *,
-                model: str | nn.Module | None = None, weights: str | os.PathLike | None = None,
-                image: Any = None, source: str | os.PathLike | None = None,
+def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection], *,
+                model: str | nn.Module | None = None,
+                weights: str | os.PathLike[str] | None = None,
+                image: Any = None, source: str | os.PathLike[str] | None = None,
                 normalize: str = "layer", cmap: str | None = None, width: str | float = "7in",
                 dpi: int = 300, columns: int | None = None, size: int | None = None,
                 rectify: bool | None = None, seed: int = 0, device: str = "cpu") -> Figure:
@@ -252,8 +256,9 @@ def _check_hash(picture: SourceImage, expected: str | None) -> None:
 
 
 def capture(module: nn.Module, batch: torch.Tensor, selections: Sequence[Selection],
-            device: torch.device = torch.device("cpu")) -> dict[str, torch.Tensor]:
+            device: torch.device | None = None) -> dict[str, torch.Tensor]:
     """One forward pass; a (C, H, W) float CPU clone of each selected layer's output."""
+    device = device or torch.device("cpu")
     names = [name for name, _ in conv_layers(module)]
     wanted: dict[str, str] = {}
     for selection in selections:
@@ -303,8 +308,8 @@ def _panel(selection: Selection, maps: torch.Tensor, normalize: str, rectify: bo
     else:
         low = [float(a.min()) for a in arrays]
         high = [float(a.max()) for a in arrays]
-    return LayerPanel(selection.layer, tuple(int(v) for v in maps.shape), channels, arrays,
-                      low, high)
+    count, height, width = (int(v) for v in maps.shape)
+    return LayerPanel(selection.layer, (count, height, width), channels, arrays, low, high)
 
 
 def _shown(rectify: bool) -> str:
@@ -341,6 +346,7 @@ def _metadata(kind: str) -> dict[str, Any]:
 def _draw(figure: Figure, colormap: Any, columns: int, shown: str, model_name: str) -> None:
     import matplotlib
     from matplotlib.figure import Figure as MplFigure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     title_in, label_in, bar_in = 0.42, 0.14, 0.55
     panel_in = (figure.width - bar_in) / columns
@@ -350,12 +356,14 @@ def _draw(figure: Figure, colormap: Any, columns: int, shown: str, model_name: s
     if figure.height > PAGE_HEIGHT_INCHES:
         log.warning("The figure is %.1f in tall, more than a page; select fewer channels or "
                     "pass a larger --columns.", figure.height)
-    with matplotlib.rc_context(_rc()):
+    with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
         canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi,
                            layout="constrained")
-        canvas.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
+        engine = canvas.get_layout_engine()
+        assert isinstance(engine, ConstrainedLayoutEngine)
+        engine.set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
         blocks = canvas.subfigures(len(figure.panels), 1, height_ratios=heights, squeeze=False)
-        for block, panel, row_count in zip(blocks[:, 0], figure.panels, rows):
+        for block, panel, row_count in zip(blocks[:, 0], figure.panels, rows, strict=True):
             _draw_layer(block, panel, colormap, columns, row_count, shown, figure.normalize)
         _save(canvas, figure)
 

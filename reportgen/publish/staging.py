@@ -13,9 +13,9 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from reportgen.errors import ReportError
 from reportgen.report.manifest import is_report

@@ -12,7 +12,7 @@ from typing import Any
 
 from reportgen.forward.hooks import ConvSpec
 from reportgen.forward.stats import ActivationStats, rank_channels
-from reportgen.inputs.models import IN_MEMORY_WEIGHTS
+from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
 from reportgen.options import BuildOptions
 from reportgen.pictures.grids import GridLayout
 
@@ -79,7 +79,7 @@ class LayerRecord:
     filters: FilterPicture
 
     @classmethod
-    def of(cls, capture: Capture, filters: FilterPicture) -> "LayerRecord":
+    def of(cls, capture: Capture, filters: FilterPicture) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
                    capture.spec, capture.stats, capture.activation, filters)
 

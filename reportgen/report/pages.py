@@ -1,9 +1,9 @@
 """Render the report's HTML pages and copy its static assets.
 
 Templates see the typed report model (:mod:`reportgen.report.model`) and the small views
-computed from it (:mod:`reportgen.report.views`). Every URL in the site is relative (pages sit side by
-side at the top of the site folder), so the report works from ``file://``, from a web server
-and from a GitHub Pages project sub-path alike. Static files get content-hash names, so a
+computed from it (:mod:`reportgen.report.views`). Every URL in the site is relative (pages sit
+side by side at the top of the site folder), so the report works from ``file://``, from a web
+server and from a GitHub Pages project sub-path alike. Static files get content-hash names, so a
 browser never shows a stale stylesheet after a rebuild.
 """
 from __future__ import annotations

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any
 
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import is_grey
@@ -38,7 +39,7 @@ class TocEntry:
 @dataclass(frozen=True)
 class TocGroup:
     name: str  # a module path prefix such as "features" or "layer3.1"
-    entries: list[Union["TocGroup", TocEntry]] = field(default_factory=list)
+    entries: list[TocGroup | TocEntry] = field(default_factory=list)
 
     @property
     def is_group(self) -> bool:
