@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from reportgen.errors import ReportError
 from reportgen.output import MANIFEST
+from reportgen.site import STATIC_DIR, template_dir
 
 log = logging.getLogger(__name__)
 
@@ -349,8 +350,8 @@ class _Assembler:
 
     def _add_runtime(self, text: str) -> str:
         """The style and script that switch pages and fill in shared pictures."""
-        style = f"<style>\n{_RUNTIME_CSS}</style>\n"
-        script = f"<script>\n{_RUNTIME_JS}</script>\n"
+        style = f"<style>\n{_runtime('runtime.css')}</style>\n"
+        script = f"<script>\n{_runtime('runtime.js')}</script>\n"
         head_end = re.search(r"</head\s*>", text, re.I)
         if head_end:
             text = text[: head_end.start()] + style + text[head_end.start():]
@@ -453,103 +454,6 @@ def _ids(text: str) -> list[str]:
     return found
 
 
-_RUNTIME_CSS = """\
-/* reportgen single file: one page at a time (script below; CSS :target without it) */
-.rg-page[hidden] { display: none !important; }
-.rg-page { scroll-margin-top: 100vh; }  /* a page's address shows it from the top */
-html.rg-on-index [data-rg-shell="not-index"],
-html.rg-js:not(.rg-on-index) [data-rg-shell="index"] { display: none !important; }
-html:not(.rg-js):not(:has(.rg-page:not(:first-child):target, .rg-page:not(:first-child) :target))
-  [data-rg-shell="not-index"] { display: none !important; }
-html:not(.rg-js):has(.rg-page:not(:first-child):target, .rg-page:not(:first-child) :target)
-  [data-rg-shell="index"] { display: none !important; }
-html:not(.rg-js) .rg-page { display: none; }
-html:not(.rg-js) .rg-page:target, html:not(.rg-js) .rg-page:has(:target) { display: block; }
-html:not(.rg-js) .rg-pages:not(:has(:target)) > .rg-page:first-child { display: block; }
-"""
-
-_RUNTIME_JS = """\
-/* reportgen single file: fill in pictures used more than once, show one page at a time. */
-(function () {
-  "use strict";
-  var doc = document, assets = {}, i, j;
-  var marked = doc.querySelectorAll("[data-rg-asset]");
-  for (i = 0; i < marked.length; i++) {
-    var spec = marked[i].getAttribute("data-rg-asset").split(" ");
-    assets[spec[1]] = marked[i].getAttribute(spec[0]);
-  }
-  ["src", "href", "poster"].forEach(function (name) {
-    var later = doc.querySelectorAll("[data-rg-" + name + "]");
-    for (j = 0; j < later.length; j++) {
-      var uri = assets[later[j].getAttribute("data-rg-" + name)];
-      if (uri) later[j].setAttribute(name, uri);
-    }
-  });
-  function resolve(text) {
-    return text.replace(/rg-asset:(a[0-9]+)/g, function (all, key) { return assets[key] || all; });
-  }
-  var json = doc.querySelectorAll('script[type="application/json"], script[type="application/ld+json"]');
-  for (i = 0; i < json.length; i++) json[i].textContent = resolve(json[i].textContent);
-  var holders = doc.querySelectorAll("[data-rg-tokens]");
-  for (i = 0; i < holders.length; i++) {
-    for (j = 0; j < holders[i].attributes.length; j++) {
-      var attribute = holders[i].attributes[j];
-      if (attribute.value.indexOf("rg-asset:") >= 0) attribute.value = resolve(attribute.value);
-    }
-  }
-
-  var pages = Array.prototype.slice.call(doc.querySelectorAll(".rg-pages > .rg-page"));
-  if (!pages.length) return;
-  var shown = null;
-
-  function decode(text) {
-    try { return decodeURIComponent(text); } catch (e) { return text; }
-  }
-
-  function find(hash) {
-    var id = decode(hash.replace(/^#/, ""));
-    if (!id) return { page: pages[0] };
-    var element = doc.getElementById(id);
-    if (element) {
-      var page = element.closest(".rg-page");
-      if (!page) return null;  // the shell's own anchors (#main): no page change
-      return { page: page, element: element === page ? null : element };
-    }
-    var channel = /^(.+):([0-9]+)$/.exec(id);  // LAYER:INDEX, a channel of one layer
-    if (channel) {
-      for (var k = 0; k < pages.length; k++) {
-        if (pages[k].getAttribute("data-rg-layer") === channel[1]) return { page: pages[k] };
-      }
-      for (k = 0; k < pages.length; k++) {
-        var holders = pages[k].querySelectorAll("[data-layer]");
-        for (var m = 0; m < holders.length; m++) {
-          if (holders[m].getAttribute("data-layer") === channel[1]) return { page: pages[k] };
-        }
-      }
-    }
-    return { page: pages[0] };
-  }
-
-  function show() {
-    var target = find(location.hash);
-    if (!target) return;
-    var changed = target.page !== shown;
-    shown = target.page;
-    pages.forEach(function (page) { page.hidden = page !== shown; });
-    doc.documentElement.classList.toggle("rg-on-index", shown === pages[0]);
-    if (shown.getAttribute("data-title")) doc.title = shown.getAttribute("data-title");
-    var links = doc.querySelectorAll('a[href^="#rg-page-"]');
-    for (var n = 0; n < links.length; n++) {
-      if (links[n].closest(".rg-page")) continue;
-      if (links[n].getAttribute("href") === "#" + shown.id) links[n].setAttribute("aria-current", "page");
-      else if (links[n].getAttribute("aria-current") === "page") links[n].removeAttribute("aria-current");
-    }
-    if (target.element) target.element.scrollIntoView();
-    else if (changed) window.scrollTo(0, 0);
-  }
-
-  doc.documentElement.classList.add("rg-js");
-  window.addEventListener("hashchange", show);
-  show();
-})();
-"""
+def _runtime(name: str) -> str:
+    """``templates/static/singlefile/<name>``: real files, not copied into multi-page sites."""
+    return (template_dir() / STATIC_DIR / "singlefile" / name).read_text(encoding="utf-8")
