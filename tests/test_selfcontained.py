@@ -18,10 +18,10 @@ from click.testing import CliRunner
 from PIL import Image, ImageChops
 
 import reportgen
-from reportgen import selfcontained
 from reportgen.cli import cli
 from reportgen.errors import ReportError
-from reportgen.selfcontained import write_single_file
+from reportgen.publish import singlefile
+from reportgen.publish.singlefile import write_single_file
 
 from conftest import TinyNet
 
@@ -162,7 +162,7 @@ def test_no_report_no_file(tmp_path):
 
 
 def test_large_file_warns_and_suggests_layers(tiny_report, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(selfcontained, "WARN_BYTES", 1000)
+    monkeypatch.setattr(singlefile, "WARN_BYTES", 1000)
     with caplog.at_level(logging.WARNING, logger="reportgen"):
         made = write_single_file(tiny_report.site_dir, tmp_path / "big.html")
     assert made.too_large
