@@ -100,6 +100,15 @@ def test_one_page_per_site_page_with_unique_ids_and_resolving_links(tiny_report)
             assert fragment in ids or re.fullmatch(r".+:\d+", fragment), href
 
 
+def test_runtime_files_stay_out_of_the_multi_page_site(tiny_report):
+    """templates/static/singlefile/ is read into report.html, never copied into the site."""
+    text = tiny_report.single_file.read_text(encoding="utf-8")
+    assert "reportgen single file: fill in pictures used more than once" in text
+    assert "reportgen single file: one page at a time" in text
+    static = list((tiny_report.site_dir / "static").rglob("*"))
+    assert static and not [path for path in static if path.is_dir() or "runtime" in path.name]
+
+
 def test_same_site_gives_the_same_bytes(tiny_report, tmp_path):
     again = write_single_file(tiny_report.site_dir, tmp_path / "again.html")
     assert again.path.read_bytes() == tiny_report.single_file.read_bytes()
