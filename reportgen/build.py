@@ -177,7 +177,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
 
 
 def _single_file(site: Path, say: Callable[[str], None]) -> Any:
-    from reportgen.selfcontained import write_single_file
+    from reportgen.publish.singlefile import write_single_file
 
     single = write_single_file(site)
     say(f"Single-file report {single.path.name}: {single.size / 2**20:.1f} MB "

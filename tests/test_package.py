@@ -24,7 +24,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_templates_and_static_files(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for template in ("index.html", "layer.html", "base.html", "static/style.css",
-                     "static/report.js"):
+                     "static/report.js", "static/singlefile/runtime.js",
+                     "static/singlefile/runtime.css"):
         assert f"reportgen/templates/{template}" in names
     assert "reportgen/cli.py" in names
     assert not any(name.startswith("tests/") for name in names)

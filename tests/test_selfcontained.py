@@ -8,9 +8,8 @@ import logging
 import os
 import re
 import shutil
-from html.parser import HTMLParser
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -18,12 +17,11 @@ from click.testing import CliRunner
 from PIL import Image, ImageChops
 
 import reportgen
-from reportgen import selfcontained
+from conftest import TinyNet
 from reportgen.cli import cli
 from reportgen.errors import ReportError
-from reportgen.selfcontained import write_single_file
-
-from conftest import TinyNet
+from reportgen.publish import singlefile
+from reportgen.publish.singlefile import write_single_file
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -100,6 +98,15 @@ def test_one_page_per_site_page_with_unique_ids_and_resolving_links(tiny_report)
             assert fragment in ids or re.fullmatch(r".+:\d+", fragment), href
 
 
+def test_runtime_files_stay_out_of_the_multi_page_site(tiny_report):
+    """templates/static/singlefile/ is read into report.html, never copied into the site."""
+    text = tiny_report.single_file.read_text(encoding="utf-8")
+    assert "reportgen single file: fill in pictures used more than once" in text
+    assert "reportgen single file: one page at a time" in text
+    static = list((tiny_report.site_dir / "static").rglob("*"))
+    assert static and not [path for path in static if path.is_dir() or "runtime" in path.name]
+
+
 def test_same_site_gives_the_same_bytes(tiny_report, tmp_path):
     again = write_single_file(tiny_report.site_dir, tmp_path / "again.html")
     assert again.path.read_bytes() == tiny_report.single_file.read_bytes()
@@ -162,7 +169,7 @@ def test_no_report_no_file(tmp_path):
 
 
 def test_large_file_warns_and_suggests_layers(tiny_report, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(selfcontained, "WARN_BYTES", 1000)
+    monkeypatch.setattr(singlefile, "WARN_BYTES", 1000)
     with caplog.at_level(logging.WARNING, logger="reportgen"):
         made = write_single_file(tiny_report.site_dir, tmp_path / "big.html")
     assert made.too_large

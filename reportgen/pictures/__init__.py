@@ -1,0 +1,1 @@
+"""Pictures: activation grids, filter images, colour maps, ranges and PNG files."""

@@ -1,0 +1,1 @@
+"""Publishing: the staged site folder, the single file, figures, GitHub Pages."""

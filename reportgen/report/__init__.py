@@ -1,0 +1,1 @@
+"""The report: its typed model, manifest.json, the HTML pages and their views."""
