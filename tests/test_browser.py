@@ -101,8 +101,10 @@ def base_url(request: pytest.FixtureRequest, report: Any) -> str:
 
 
 @pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+def context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """At device scale factor 1, or the one given by indirect parametrization."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900},
+                              device_scale_factor=getattr(request, "param", 1))
     yield ctx
     ctx.close()
 
@@ -194,17 +196,51 @@ def test_default_report_loads_cleanly_and_every_link_resolves(browser, report, m
     assert checked > 53 * 10
 
 
+# Every tile's map box, in CSS px relative to the document; whole numbers are whole device
+# pixels at device scale factors 1 and 2, so the browser draws the grid PNG without resampling.
+_TILE_BOXES = """() => [...document.querySelectorAll('.tile .px')].map(e => {
+  const r = e.getBoundingClientRect();
+  return [r.x + scrollX, r.y + scrollY, r.width, r.height, +e.closest('.tile').dataset.index];
+})"""
+
+
+def _fractional_tile_boxes(page: Any) -> list[list[float]]:
+    boxes = page.evaluate(_TILE_BOXES)
+    assert boxes
+    return [box for box in boxes if any(v != int(v) for v in box[:4])]
+
+
+@pytest.mark.parametrize("context", [1, 2], ids=["dpr1", "dpr2"], indirect=True)
 def test_tiles_are_crops_of_the_grid_and_hover_names_the_channel(context, server, report,
                                                                 manifest):
+    """Whatever fonts are installed: the text above the tiles and their labels have
+    font-dependent heights, and the tiles must still sit on whole pixels."""
     entry = layer_page(manifest, LAYER)
     grid = entry["grid"]
     page = context.new_page()
+    dpr = page.evaluate("devicePixelRatio")
     watch = Watch(page, server)
     page.goto(server + entry["page"])
+    assert _fractional_tile_boxes(page) == []
     k = grid["cols"] + 2  # row 1, column 2 of the grid picture
     tile = page.locator(".tile").nth(k)
     assert tile.get_attribute("data-index") == str(k)
-    box = tile.bounding_box()
+    box = tile.locator(".px").bounding_box()
+    assert box["width"] == grid["tile_width"] and box["height"] == grid["tile_height"]
+
+    # What the tile shows is exactly that channel's part of the grid PNG (shown 1:1 here),
+    # pixel for pixel; at 2x each map pixel is a 2x2 block of device pixels. Before
+    # hovering: the tip's shadow may fall on the tile.
+    shot = np.asarray(Image.open(io.BytesIO(tile.locator(".px").screenshot())).convert("RGB"))
+    png = Image.open(report.site_dir / entry["activation"]).convert("RGB")
+    x = (k % grid["cols"]) * (grid["tile_width"] + grid["gap"])
+    y = (k // grid["cols"]) * (grid["tile_height"] + grid["gap"])
+    expected = np.asarray(png.crop((x, y, x + grid["tile_width"], y + grid["tile_height"])))
+    expected = expected.repeat(dpr, axis=0).repeat(dpr, axis=1)
+    assert shot.shape == expected.shape
+    assert np.array_equal(shot, expected), \
+        f"{np.count_nonzero((shot != expected).any(axis=2))} pixels differ"
+
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     tip = page.locator(".tip")
     tip.wait_for(state="visible")
@@ -214,15 +250,14 @@ def test_tiles_are_crops_of_the_grid_and_hover_names_the_channel(context, server
     assert f"mean {float(f'{mean:.3g}'):g}" in text.replace("e-0", "e-")
     assert f"{100 * entry['channels']['channel_fraction_positive'][k]:.1f}% > 0" in text
 
-    # What the tile shows is exactly that channel's part of the grid PNG (shown 1:1 here).
-    shot = Image.open(io.BytesIO(tile.locator(".px").screenshot())).convert("L")
-    png = Image.open(report.site_dir / entry["activation"]).convert("L")
-    x = (k % grid["cols"]) * (grid["tile_width"] + grid["gap"])
-    y = (k // grid["cols"]) * (grid["tile_height"] + grid["gap"])
-    expected = np.asarray(png.crop((x, y, x + grid["tile_width"], y + grid["tile_height"])),
-                          dtype=int)
-    assert shot.size == (grid["tile_width"], grid["tile_height"])
-    assert np.abs(np.asarray(shot, dtype=int) - expected).max() <= 2
+    # Still on whole pixels after sorting, and zoomed to a size that is not a whole multiple
+    # of the map, with 4-digit numbers wider than the maps under them.
+    page.get_by_role("radio", name="Max").check()
+    assert _fractional_tile_boxes(page) == []
+    page.goto(server + layer_page(manifest, SMALL_LAYER)["page"])
+    assert _fractional_tile_boxes(page) == []
+    page.locator(".zoom input").fill("16")
+    assert _fractional_tile_boxes(page) == []
     assert watch.problems == []
 
 

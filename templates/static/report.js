@@ -91,6 +91,7 @@
     this.box = article.querySelector(".tiles");
     this.dialog = article.querySelector("dialog.channel-view");
     this.tiles = [];
+    this.snapX = this.snapY = 0;
     this.buildTiles();
     this.wireToolbar();
     this.wireDialog();
@@ -133,6 +134,7 @@
       var number = document.createElement("span");
       number.className = "n";
       number.textContent = k;
+      number.style.setProperty("--d", String(k).length);  // its width, in digits (style.css)
       tile.appendChild(pixels);
       tile.appendChild(number);
       fragment.appendChild(tile);
@@ -156,6 +158,24 @@
     });
     box.addEventListener("focusout", hideTip);
     box.addEventListener("keydown", function (event) { self.tileKey(event); });
+  };
+
+  /* Put the tiles on whole CSS pixels (so whole device pixels at 1x and 2x): style.css keeps
+     every length inside the box whole, so only the box's own offset, left by the text above it
+     (any font), needs cancelling; top/left of a relative box, so nothing else moves. */
+  Layer.prototype.snap = function () {
+    var first = this.box.querySelector(".px"), style = this.box.style;
+    if (!first || this.box.hidden) return;
+    for (var i = 0; i < 2; i++) {
+      var r = first.getBoundingClientRect();
+      var x = r.left + window.scrollX - this.snapX, y = r.top + window.scrollY - this.snapY;
+      var dx = Math.ceil(x) - x, dy = Math.ceil(y) - y;
+      if (dx === this.snapX && dy === this.snapY) return;
+      this.snapX = dx;
+      this.snapY = dy;
+      style.setProperty("--snap-x", dx + "px");
+      style.setProperty("--snap-y", dy + "px");
+    }
   };
 
   Layer.prototype.columns = function () {
@@ -531,12 +551,25 @@
     event.preventDefault();
   }
 
+  function snapAll() {
+    for (var i = 0; i < layers.length; i++) layers[i].snap();
+  }
+
   function init() {
     var articles = document.querySelectorAll("article.layer[data-layer]");
     for (var i = 0; i < articles.length; i++) {
       if (articles[i].hasAttribute("data-channels")) layers.push(new Layer(articles[i]));
     }
     initToc();
+    snapAll();
+    // Anything that moves a box (a new width, text reflowing above it) resizes the page or it.
+    if (window.ResizeObserver) {
+      var watcher = new ResizeObserver(snapAll);
+      watcher.observe(document.documentElement);
+      layers.forEach(function (layer) { watcher.observe(layer.box); });
+    } else {
+      window.addEventListener("resize", snapAll);
+    }
     document.addEventListener("keydown", onKey);
     window.addEventListener("hashchange", route);
     window.addEventListener("scroll", hideTip, { passive: true });
