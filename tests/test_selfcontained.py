@@ -91,7 +91,7 @@ def test_one_page_per_site_page_with_unique_ids_and_resolving_links(tiny_report)
     pages = [attrs["id"] for tag, attrs in tags if "rg-page" in (attrs.get("class") or "").split()]
     expected = ["rg-page-index"] + [f"rg-page-{layer.page[:-5]}" for layer in tiny_report.layers]
     assert pages == expected
-    for tag, attrs in tags:
+    for _tag, attrs in tags:
         href = attrs.get("href") or ""
         if href.startswith("#") and len(href) > 1:
             fragment = href[1:]

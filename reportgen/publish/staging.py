@@ -114,7 +114,7 @@ def _swap_in(staging: Path, target: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     """``write`` a temporary file beside ``target``, then rename it over ``target``.
 
     A failure (a full disk, Ctrl-C) never leaves half a file under the user's name, and an

@@ -14,6 +14,7 @@ first-use picture still shows.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
