@@ -18,8 +18,9 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -75,7 +76,7 @@ def manifest(report: Any) -> dict[str, Any]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -114,7 +115,8 @@ class Watch:
 
     def __init__(self, page: Any, base: str) -> None:
         self.problems: list[str] = []
-        origin = base if base.startswith("file:") else base.split(f"/{SUBPATH}/")[0] + f"/{SUBPATH}/"
+        origin = (base if base.startswith("file:")
+                  else base.split(f"/{SUBPATH}/")[0] + f"/{SUBPATH}/")
         page.on("console", lambda m: m.type == "error" and self.problems.append(
             f"console error: {m.text}"))
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
@@ -300,7 +302,7 @@ def test_sorting_puts_the_most_active_channel_first(context, server, manifest, k
     order = page.locator(".tiles .tile").evaluate_all("ts => ts.map(t => +t.dataset.index)")
     assert order[0] == max(range(len(values)), key=lambda k: (values[k], -k))
     assert order == entry["ranking"][key]
-    assert all(values[a] >= values[b] for a, b in zip(order, order[1:]))
+    assert all(values[a] >= values[b] for a, b in zip(order, order[1:], strict=False))
     page.get_by_role("radio", name="Index").check()
     order = page.locator(".tiles .tile").evaluate_all("ts => ts.map(t => +t.dataset.index)")
     assert order == list(range(len(values)))
@@ -390,10 +392,12 @@ def test_text_contrast(browser, server, manifest, scheme):
     page = context.new_page()
     page.goto(server + layer_page(manifest, LAYER)["page"])
     pairs = page.evaluate("""() => {
-      const bg = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
-                          if (c !== 'rgba(0, 0, 0, 0)') return c; } return 'rgb(255, 255, 255)'; };
-      return ['body', '.caption', '.spec', '.pager a', '.toc-shape', '.toc a[aria-current] .toc-name',
-              '.tile .n', '.sort label:has(input:checked)', 'figcaption', '.footer']
+      const bg = e => { for (; e; e = e.parentElement) {
+                            const c = getComputedStyle(e).backgroundColor;
+                            if (c !== 'rgba(0, 0, 0, 0)') return c; }
+                          return 'rgb(255, 255, 255)'; };
+      return ['body', '.caption', '.spec', '.pager a', '.toc-shape',
+              '.toc a[aria-current] .toc-name', '.tile .n', '.sort label:has(input:checked)', 'figcaption', '.footer']
         .map(s => document.querySelector(s)).filter(Boolean)
         .map(e => [e.className || e.tagName, getComputedStyle(e).color, bg(e)]);
     }""")
@@ -425,7 +429,8 @@ def test_screenshots(browser, server, manifest, name, scheme, viewport, channel)
         url += f"#{channel_id}"
     page.goto(url)
     _load_all_images(page)
-    page.evaluate("window.scrollTo(0, 0); document.querySelectorAll('dialog').forEach(d => d.scrollTop = 0)")
+    page.evaluate("window.scrollTo(0, 0); "
+                  "document.querySelectorAll('dialog').forEach(d => d.scrollTop = 0)")
     if channel:
         page.locator(f'[data-channel="{channel_id}"]').wait_for(state="visible")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
@@ -452,7 +457,8 @@ def test_several_layers_in_one_document(context, report, manifest):
         page.goto(f"{combined.as_uri()}#{SMALL_LAYER}:9")
         page.locator(f'[data-channel="{SMALL_LAYER}:9"]').wait_for(state="visible")
         assert page.locator("article.layer").count() == 2
-        assert page.locator(".tile").count() == first["grid"]["channels"] + second["grid"]["channels"]
+        tiles = first["grid"]["channels"] + second["grid"]["channels"]
+        assert page.locator(".tile").count() == tiles
         page.keyboard.press("j")
         page.locator(f'[data-channel="{SMALL_LAYER}:10"]').wait_for(state="visible")
         page.keyboard.press("Escape")
