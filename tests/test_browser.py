@@ -397,7 +397,8 @@ def test_text_contrast(browser, server, manifest, scheme):
                             if (c !== 'rgba(0, 0, 0, 0)') return c; }
                           return 'rgb(255, 255, 255)'; };
       return ['body', '.caption', '.spec', '.pager a', '.toc-shape',
-              '.toc a[aria-current] .toc-name', '.tile .n', '.sort label:has(input:checked)', 'figcaption', '.footer']
+              '.toc a[aria-current] .toc-name', '.tile .n', '.sort label:has(input:checked)',
+              'figcaption', '.footer']
         .map(s => document.querySelector(s)).filter(Boolean)
         .map(e => [e.className || e.tagName, getComputedStyle(e).color, bg(e)]);
     }""")
