@@ -25,8 +25,9 @@ from torch import nn
 from conftest import TinyNet, needs_offline_weights
 from reportgen import build_report
 from reportgen.forward.stats import activation_stats, count_positive
-from reportgen.pictures.grids import normalize_to_uint8, shrink_to_cap
+from reportgen.pictures.grids import shrink_to_cap
 from reportgen.pictures.pngio import PILLOW_FROM_LEVEL, PngWriter, encode_png, save_png
+from reportgen.pictures.ranges import display_range, to_uint8
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,9 +282,10 @@ def test_layouts_give_the_same_grids_and_counts():
     last = batch.contiguous(memory_format=torch.channels_last)
     assert torch.equal(count_positive(last[0]), (batch[0] > 0).sum(dim=(1, 2)))
     assert torch.equal(count_positive(batch[0]), (batch[0] > 0).sum(dim=(1, 2)))
-    for how in ("channel", "layer"):
-        ours = normalize_to_uint8(shrink_to_cap(last, 16)[0], how)
-        plain = normalize_to_uint8(shrink_to_cap(batch[0], 16), how)
+    for how in ("channel", "layer", "minmax"):
+        shrunk_last, shrunk_plain = shrink_to_cap(last, 16)[0], shrink_to_cap(batch[0], 16)
+        ours = to_uint8(shrunk_last, *display_range(shrunk_last, how))
+        plain = to_uint8(shrunk_plain, *display_range(shrunk_plain, how))
         assert ours.is_contiguous()
         assert (ours.int() - plain.int()).abs().max() <= 1
     a, b = activation_stats(last[0]), activation_stats(batch[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +17,18 @@ import torch
 from torch import nn
 
 from reportgen.forward.hooks import ConvSpec, record_name
-from reportgen.forward.stats import activation_stats
+from reportgen.forward.stats import activation_stats, rounded
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import colormap_lut
 from reportgen.pictures.grids import (
     GridLayout,
     colorize,
     gap_mask,
-    normalize_to_uint8,
     shrink_to_cap,
     tile,
 )
 from reportgen.pictures.pngio import PngWriter
+from reportgen.pictures.ranges import picture_range, to_uint8
 from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture
 
 
@@ -45,7 +46,8 @@ def slugify(name: str, taken: set[str]) -> str:
 class ActivationRecorder:
     """The forward-hook callback: one PNG and one :class:`Capture` per conv call."""
 
-    def __init__(self, site: Path, writer: PngWriter, options: BuildOptions) -> None:
+    def __init__(self, site: Path, writer: PngWriter, options: BuildOptions,
+                 on_layer: Callable[[], object] | None = None) -> None:
         self.site = site
         self.writer = writer
         self.normalize = options.normalize
@@ -53,6 +55,7 @@ class ActivationRecorder:
         self.rectify = options.rectify
         self.tile_cap = options.tile_cap
         self.captures: list[Capture] = []
+        self.on_layer = on_layer
         self.seconds = 0.0
         self._slugs: set[str] = {"index", "input"}
         (site / IMAGE_DIR).mkdir(exist_ok=True)
@@ -67,7 +70,8 @@ class ActivationRecorder:
         maps = batch[0]
         stats = activation_stats(maps)
         shown = shrink_to_cap(batch, self.tile_cap)[0]
-        pixels = normalize_to_uint8(shown, self.normalize).cpu()
+        low, high = picture_range(shown, self.normalize, torch.tensor(stats.channel_flat))
+        pixels = to_uint8(shown, low, high).cpu()
         layout = GridLayout.for_channels(pixels.shape[0], pixels.shape[1], pixels.shape[2])
         grid = tile(pixels, layout)
         if self.lut is not None:
@@ -77,7 +81,10 @@ class ActivationRecorder:
         png = f"{IMAGE_DIR}/{slug}-act.png"
         self.writer.submit(grid, self.site / png)
         picture = ActivationPicture(png, layout, (int(maps.shape[1]), int(maps.shape[2])),
-                                    shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:]))
+                                    shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:]),
+                                    low=rounded(low), high=rounded(high))
         self.captures.append(Capture(len(self.captures), full_name, name, call, slug,
                                      ConvSpec.of(name, module), stats, picture))
         self.seconds += time.perf_counter() - started
+        if self.on_layer is not None:
+            self.on_layer()

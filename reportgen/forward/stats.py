@@ -23,8 +23,11 @@ class ActivationStats:
     max: float
     fraction_positive: float
     channel_mean: list[float]
+    channel_min: list[float]
     channel_max: list[float]
     channel_fraction_positive: list[float]
+    #: True where the channel's range is negligible against the layer's (see flat_channels).
+    channel_flat: list[bool]
 
 
 def activation_stats(maps: torch.Tensor) -> ActivationStats:
@@ -34,15 +37,32 @@ def activation_stats(maps: torch.Tensor) -> ActivationStats:
     would copy a whole activation (256 MB for VGG16's first layers at 1024x1024).
     """
     channel_mean = maps.mean(dim=(1, 2))
+    channel_min = maps.amin(dim=(1, 2))
     channel_max = maps.amax(dim=(1, 2))
     positive = count_positive(maps).to(maps.dtype) / (maps.shape[1] * maps.shape[2])
     return ActivationStats(
         shape=tuple(int(v) for v in maps.shape),
         mean=float(channel_mean.mean()), std=float(maps.std()) if maps.numel() > 1 else 0.0,
-        min=float(maps.amin(dim=(1, 2)).min()), max=float(channel_max.max()),
+        min=float(channel_min.min()), max=float(channel_max.max()),
         fraction_positive=float(positive.mean()),
-        channel_mean=_rounded(channel_mean), channel_max=_rounded(channel_max),
-        channel_fraction_positive=_rounded(positive))
+        channel_mean=rounded(channel_mean), channel_min=rounded(channel_min),
+        channel_max=rounded(channel_max), channel_fraction_positive=rounded(positive),
+        channel_flat=flat_channels(channel_min, channel_max).tolist())
+
+
+#: A channel whose whole range is under this fraction of its layer's range is flat. On
+#: MobileNetV2 with coffee (chelsea), 278 (234) of 17,056 channels have a range below 1e-11
+#: of their layer's, then almost none up to 3e-5, then a continuous tail: 321 (288) below
+#: 1e-3. Under 1e-3 a channel spans a quarter of one grey level on its layer's scale;
+#: stretched on its own it shows noise as vividly as a channel that really fires.
+FLAT_FRACTION = 1e-3
+
+
+def flat_channels(channel_min: torch.Tensor, channel_max: torch.Tensor) -> torch.Tensor:
+    """Bool (C,): constant channels, and channels whose range is negligible for their layer."""
+    spans = (channel_max - channel_min).double()
+    layer_span = float(channel_max.max() - channel_min.min())
+    return (spans <= FLAT_FRACTION * layer_span) | (spans == 0)
 
 
 def count_positive(maps: torch.Tensor) -> torch.Tensor:
@@ -57,7 +77,8 @@ def count_positive(maps: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.count_nonzero(maps.numpy() > 0, axis=(1, 2)))
 
 
-def _rounded(values: torch.Tensor) -> list[float]:
+def rounded(values: torch.Tensor) -> list[float]:
+    """Six significant digits: what the manifest and pages need, and byte-stable."""
     return [float(f"{v:.6g}") for v in values.tolist()]
 
 

@@ -64,23 +64,6 @@ def shrink_to_cap(maps: torch.Tensor, tile_cap: int | None) -> torch.Tensor:
     return F.interpolate(maps.unsqueeze(0), size=size, mode="area")[0]
 
 
-def normalize_to_uint8(maps: torch.Tensor, how: str) -> torch.Tensor:
-    """Min-max to 0..255 per channel or over the layer; a constant map becomes 0, never NaN.
-
-    Works on (C, H, W) in any memory layout; the result is contiguous.
-    """
-    if how == "channel":
-        low = maps.amin(dim=(1, 2), keepdim=True)
-        high = maps.amax(dim=(1, 2), keepdim=True)
-    else:
-        low, high = maps.min().view(1, 1, 1), maps.max().view(1, 1, 1)
-    span = high - low
-    scale = torch.where(span > 0, 255.0 / span.clamp_min(torch.finfo(maps.dtype).tiny),
-                        torch.zeros_like(span))
-    scaled = (maps - low).mul_(scale).round_().clamp_(0, 255)
-    return scaled.to(torch.uint8, memory_format=torch.contiguous_format)
-
-
 def tile(maps: torch.Tensor, layout: GridLayout, gap_value: int = GAP_VALUE) -> np.ndarray:
     """(C, h, w) uint8 to one (rows*(h+1)-1, cols*(w+1)-1) picture, channels row-major."""
     channels, height, width = maps.shape

@@ -29,7 +29,7 @@ from reportgen import __version__
 from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
-from reportgen.forward.stats import rank_channels
+from reportgen.forward.stats import activation_stats, rank_channels
 from reportgen.inputs.images import SourceImage, load_image
 from reportgen.inputs.models import load_model
 from reportgen.inputs.preprocess import Preprocessing
@@ -39,8 +39,10 @@ from reportgen.options import (
     DEFAULT_WEIGHTS,
     NORMALIZATIONS,
     BuildOptions,
+    choices,
 )
 from reportgen.pictures.colormaps import colormap
+from reportgen.pictures.ranges import picture_range
 from reportgen.publish.staging import atomic_write
 from reportgen.report import manifest as manifests
 from reportgen.report.stamp import source_date
@@ -96,6 +98,9 @@ class LayerPanel:
     maps: list[Any]  # (H, W) float32 numpy arrays, the real values
     low: list[float]  # colour scale per channel (all equal for layer normalisation)
     high: list[float]
+    flat: list[bool]  # flat on this image (drawn on the layer's true range)
+    layer_min: float  # the layer's true range, to mark clipping on the colour bars
+    layer_max: float
 
 
 @dataclass
@@ -154,8 +159,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     if target.is_dir():
         raise ReportError(f"'{target}' is a folder; pass a file name such as figure.pdf.")
     if normalize not in NORMALIZATIONS:
-        raise ReportError(f"Unknown normalisation '{normalize}'; use "
-                          f"{' or '.join(NORMALIZATIONS)}.")
+        raise ReportError(f"Unknown normalisation '{normalize}'; use {choices(NORMALIZATIONS)}.")
     if not 50 <= dpi <= 2400:
         raise ReportError(f"--dpi {dpi} is out of range; use 50-2400 (300 for print).")
     if columns is not None and columns < 1:
@@ -189,7 +193,8 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
               for selection in selections]
     figure = Figure(target, kind, inches, 0.0, dpi, normalize, panels)
-    _draw(figure, drawn_with, columns or max(1, round(inches / PANEL_INCHES)),
+    per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
+    _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)),
           _shown(shown_options.rectify), loaded.name)
     log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
               f"{figure.size:,}")
@@ -292,9 +297,10 @@ def _panel(selection: Selection, maps: torch.Tensor, normalize: str, rectify: bo
            ) -> LayerPanel:
     if rectify:
         maps = maps.clamp_min(0)
+    stats = activation_stats(maps)
     count = maps.shape[0]
-    if selection.channels is None:
-        ranking = rank_channels(maps.reshape(count, -1).mean(dim=1).tolist())
+    if selection.channels is None:  # the most active channels that are not flat on this image
+        ranking = [k for k in rank_channels(stats.channel_mean) if not stats.channel_flat[k]]
         channels = sorted(ranking[:DEFAULT_CHANNELS])
     else:
         wrong = [k for k in selection.channels if k >= count]
@@ -302,14 +308,15 @@ def _panel(selection: Selection, maps: torch.Tensor, normalize: str, rectify: bo
             raise ReportError(f"--select {selection.layer}: channel {wrong[0]} does not exist; "
                               f"the layer has {count} channels (0-{count - 1}).")
         channels = list(dict.fromkeys(selection.channels))
-    arrays = [maps[k].numpy() for k in channels]
-    if normalize == "layer":  # the layer's own range, over all its channels, not just these
-        low, high = [float(maps.min())] * len(arrays), [float(maps.max())] * len(arrays)
-    else:
-        low = [float(a.min()) for a in arrays]
-        high = [float(a.max()) for a in arrays]
-    count, height, width = (int(v) for v in maps.shape)
-    return LayerPanel(selection.layer, (count, height, width), channels, arrays, low, high)
+    # The range over the whole layer (all its channels, not only the chosen ones), robust as
+    # in the report's pictures; flat channels on the layer's true range.
+    low, high = picture_range(maps, normalize, torch.tensor(stats.channel_flat))
+    _, height, width = (int(v) for v in maps.shape)
+    return LayerPanel(selection.layer, (count, height, width), channels,
+                      [maps[k].numpy() for k in channels], [float(low[k]) for k in channels],
+                      [float(high[k]) for k in channels],
+                      [bool(stats.channel_flat[k]) for k in channels],
+                      float(stats.min), float(stats.max))
 
 
 def _shown(rectify: bool) -> str:
@@ -343,65 +350,123 @@ def _metadata(kind: str) -> dict[str, Any]:
     return {"Software": creator}
 
 
+#: Layout in inches: a block's title, the label above each panel, the gap between panels,
+#: and the column kept for colour bars (one per block, or one per panel with "channel").
+TITLE_IN, LABEL_IN, GAP_IN = 0.40, 0.15, 0.05
+BAR_IN, BAR_WIDTH_IN, BAR_PAD_IN = 0.55, 0.09, 0.06
+SMALL_BAR_IN = 0.42
+
+
+@dataclass(frozen=True)
+class _BlockLayout:
+    """Where one layer's panels go: they fill the width, the colour bar sits beside them."""
+
+    columns: int
+    rows: int
+    panel_width: float
+    panel_height: float
+    bar_each: bool  # one colour bar per panel (per-channel ranges) or one for the block
+
+    @classmethod
+    def of(cls, panel: LayerPanel, width: float, columns: int, normalize: str
+           ) -> _BlockLayout:
+        columns = max(1, min(columns, len(panel.channels)))  # never empty columns
+        bar_each = normalize != "layer"
+        reserved = columns * SMALL_BAR_IN if bar_each else BAR_IN
+        panel_width = (width - reserved - (columns - 1) * GAP_IN) / columns
+        _, map_height, map_width = panel.shape
+        panel_height = panel_width * map_height / max(1, map_width)
+        return cls(columns, math.ceil(len(panel.channels) / columns), panel_width,
+                   panel_height, bar_each)
+
+    @property
+    def height(self) -> float:
+        return TITLE_IN + self.rows * (LABEL_IN + self.panel_height) + (self.rows - 1) * GAP_IN
+
+    def panel_origin(self, position: int) -> tuple[float, float]:
+        """(x, y) of a panel's top-left corner in inches from the block's top-left."""
+        row, column = divmod(position, self.columns)
+        step = self.panel_width + (SMALL_BAR_IN if self.bar_each else 0.0) + GAP_IN
+        return column * step, TITLE_IN + LABEL_IN + row * (LABEL_IN + self.panel_height + GAP_IN)
+
+
 def _draw(figure: Figure, colormap: Any, columns: int, shown: str, model_name: str) -> None:
     import matplotlib
     from matplotlib.figure import Figure as MplFigure
-    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-    title_in, label_in, bar_in = 0.42, 0.14, 0.55
-    panel_in = (figure.width - bar_in) / columns
-    rows = [math.ceil(len(panel.channels) / columns) for panel in figure.panels]
-    heights = [title_in + r * (panel_in + label_in) for r in rows]
-    figure.height = round(sum(heights), 3)
+    layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize)
+               for panel in figure.panels]
+    figure.height = round(sum(layout.height for layout in layouts) +
+                          GAP_IN * (len(layouts) - 1) + 0.05, 3)
     if figure.height > PAGE_HEIGHT_INCHES:
         log.warning("The figure is %.1f in tall, more than a page; select fewer channels or "
                     "pass a larger --columns.", figure.height)
     with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
-        canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi,
-                           layout="constrained")
-        engine = canvas.get_layout_engine()
-        assert isinstance(engine, ConstrainedLayoutEngine)
-        engine.set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
-        blocks = canvas.subfigures(len(figure.panels), 1, height_ratios=heights, squeeze=False)
-        for block, panel, row_count in zip(blocks[:, 0], figure.panels, rows, strict=True):
-            _draw_layer(block, panel, colormap, columns, row_count, shown, figure.normalize)
+        canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi)
+        top = 0.0
+        for panel, layout in zip(figure.panels, layouts, strict=True):
+            _draw_layer(canvas, figure, top, panel, layout, colormap, shown)
+            top += layout.height + GAP_IN
         _save(canvas, figure)
 
 
-def _draw_layer(block: Any, panel: LayerPanel, colormap: Any, columns: int, rows: int,
-                shown: str, normalize: str) -> None:
-    channels, height, width = panel.shape
-    how = ("layer-wide min–max colour scale" if normalize == "layer"
-           else "per-channel min–max colour scale")
-    block.suptitle(f"{panel.layer}  ({channels}×{height}×{width})\n{shown}; {how}",
-                   x=0.0, ha="left", linespacing=1.3)
-    axes = block.subplots(rows, columns, squeeze=False)
+def _draw_layer(canvas: Any, figure: Figure, top: float, panel: LayerPanel,
+                layout: _BlockLayout, colormap: Any, shown: str) -> None:
+    """One layer: its title, its panels left to right, its colour bar(s) beside them."""
+    width, height = figure.width, figure.height
+
+    def box(x: float, y: float, w: float, h: float) -> list[float]:  # inches -> figure units
+        return [x / width, 1.0 - (top + y + h) / height, w / width, h / height]
+
+    channels, map_height, map_width = panel.shape
+    flat = sum(panel.flat)
+    canvas.text(0.0, 1.0 - (top + 0.02) / height,
+                f"{panel.layer}  ({channels}×{map_height}×{map_width})\n{shown}; "
+                f"{_how(figure.normalize)}", ha="left", va="top", linespacing=1.3,
+                fontsize=FONT_SIZE)
     images = []
-    for position, axis in enumerate(axes.flat):
+    for position, channel in enumerate(panel.channels):
+        x, y = layout.panel_origin(position)
+        axis = canvas.add_axes(box(x, y, layout.panel_width, layout.panel_height))
         axis.set_xticks([])
         axis.set_yticks([])
-        if position >= len(panel.channels):
-            axis.set_visible(False)
-            continue
-        channel = panel.channels[position]
         vmin, vmax = panel.low[position], panel.high[position]
         if vmax <= vmin:  # a constant map: show it flat, with a range that still has width
             vmin, vmax = vmin - 0.5, vmin + 0.5
         image = axis.imshow(panel.maps[position], cmap=colormap, vmin=vmin, vmax=vmax,
-                            interpolation="nearest", resample=False)
-        axis.set_title(f"ch {channel}", pad=2)
+                            interpolation="nearest", resample=False, aspect="auto")
+        label = f"ch {channel}" + (" (flat)" if panel.flat[position] else "")
+        axis.set_title(label, pad=1.5, fontsize=FONT_SIZE - 1)
         for spine in axis.spines.values():
             spine.set_linewidth(0.4)
-        images.append((axis, image))
-    if normalize == "layer":
-        bar = block.colorbar(images[0][1], ax=axes.ravel().tolist(), fraction=0.05, pad=0.02,
-                             aspect=max(8, 12 * rows))
-        bar.set_label(shown, fontsize=FONT_SIZE - 1)
+        images.append((x, y, image))
+    if layout.bar_each:
+        for x, y, image in images:
+            bar_axis = canvas.add_axes(box(x + layout.panel_width + BAR_PAD_IN, y, BAR_WIDTH_IN,
+                                           layout.panel_height))
+            _style_bar(canvas.colorbar(image, cax=bar_axis, extend=_extend(panel, image)))
+    elif images:
+        used = min(layout.columns, len(images))
+        right = used * layout.panel_width + (used - 1) * GAP_IN
+        rows_height = layout.rows * (LABEL_IN + layout.panel_height) + (layout.rows - 1) * GAP_IN
+        bar_axis = canvas.add_axes(box(right + BAR_PAD_IN, TITLE_IN + LABEL_IN, BAR_WIDTH_IN,
+                                       rows_height - LABEL_IN))
+        bar = canvas.colorbar(images[0][2], cax=bar_axis, extend=_extend(panel, images[0][2]))
+        bar.set_label(shown + (f"; {flat} flat" if flat else ""), fontsize=FONT_SIZE - 1)
         _style_bar(bar, zero=True)
-    else:
-        for axis, image in images:
-            bar = block.colorbar(image, ax=axis, fraction=0.08, pad=0.03)
-            _style_bar(bar)
+
+
+def _how(normalize: str) -> str:
+    return {"layer": "layer-wide colour scale (1st–99th percentile, clipped)",
+            "channel": "per-channel colour scale (1st–99th percentile, clipped)",
+            "minmax": "per-channel min–max colour scale"}[normalize]
+
+
+def _extend(panel: LayerPanel, image: Any) -> str:
+    """Arrows on the colour bar where values beyond its range were clipped."""
+    low, high = image.get_clim()
+    below, above = panel.layer_min < low, panel.layer_max > high
+    return "both" if below and above else "min" if below else "max" if above else "neither"
 
 
 def _style_bar(bar: Any, zero: bool = False) -> None:

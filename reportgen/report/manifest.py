@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.errors import ReportError
+from reportgen.forward.stats import FLAT_FRACTION
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
+from reportgen.pictures import ranges
 from reportgen.report.model import IN_MEMORY_WEIGHTS, LayerRecord, ModelInfo, ReportRecord
 
-SCHEMA_VERSION = 1
+#: 2: "channel" normalisation became robust percentiles (1: min-max, now "minmax"); layers
+#: gained channels.channel_min, .flat, .shown_low, .shown_high.
+SCHEMA_VERSION = 2
 GENERATOR = "reportgen"
 MANIFEST = "manifest.json"
 
@@ -55,6 +59,11 @@ def to_json(record: ReportRecord) -> dict[str, Any]:
         "preprocessing": record.preprocessing,
         "options": record.options.recorded(),
         "shown": record.shown,
+        "normalization": {"mode": record.options.normalize,
+                          "description": ranges.describe(record.options.normalize),
+                          "percentiles": list(ranges.PERCENTILES),
+                          "ring_excluded_from": ranges.RING_FROM,
+                          "flat_fraction": FLAT_FRACTION},
         "notes": record.notes,
         "predictions": [{"label": p.label, "index": p.index,
                          "probability": round(p.probability, 6)} for p in record.predictions],
@@ -63,13 +72,15 @@ def to_json(record: ReportRecord) -> dict[str, Any]:
 
 
 def layer_json(layer: LayerRecord) -> dict[str, Any]:
+    activation, filters = layer.activation, layer.filters
     spec = asdict(layer.spec)
     spec.pop("name")
     stats = asdict(layer.stats)
     per_channel = {key: stats.pop(key) for key in
-                   ("channel_mean", "channel_max", "channel_fraction_positive")}
+                   ("channel_mean", "channel_min", "channel_max", "channel_fraction_positive")}
+    per_channel["flat"] = stats.pop("channel_flat")
+    per_channel["shown_low"], per_channel["shown_high"] = activation.low, activation.high
     shape = stats.pop("shape")
-    activation, filters = layer.activation, layer.filters
     return {
         "name": layer.name,
         "module": layer.module_name,

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from reportgen.forward.hooks import ConvSpec
-from reportgen.forward.stats import ActivationStats, rank_channels
+from reportgen.forward.stats import FLAT_FRACTION, ActivationStats, rank_channels
 from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
 from reportgen.options import BuildOptions
+from reportgen.pictures import ranges
 from reportgen.pictures.grids import GridLayout
 
 #: Folder of the site's pictures, relative to the site.
@@ -29,6 +30,8 @@ class ActivationPicture:
     layout: GridLayout
     map_size: tuple[int, int]  # (height, width) of the real activation map
     shrunk: bool  # area-averaged down to the tile cap
+    low: list[float]  # per channel: the value drawn black (or the colormap's low end)
+    high: list[float]  # ... and white; values outside were clipped
 
     @property
     def size(self) -> tuple[int, int]:
@@ -92,6 +95,10 @@ class LayerRecord:
         return self.activation.map_size
 
     @property
+    def flat_count(self) -> int:
+        return sum(self.stats.channel_flat)
+
+    @property
     def ranking(self) -> dict[str, list[int]]:
         """Channel indices, most active first, by mean and by max (ties in index order)."""
         return {"mean": rank_channels(self.stats.channel_mean),
@@ -139,6 +146,15 @@ class ReportRecord:
         """What the activation pictures show, in words."""
         return ("max(0, conv output) (--rectify)" if self.options.rectify
                 else "conv output before any activation function")
+
+    @property
+    def picture_range(self) -> str:
+        """Which values the activation pictures map to black and white, in words."""
+        return ranges.describe(self.options.normalize)
+
+    @property
+    def flat_fraction_percent(self) -> str:
+        return f"{FLAT_FRACTION * 100:g} %"
 
     @property
     def random_weights(self) -> bool:

@@ -130,5 +130,6 @@ def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str) -> dic
         "mean": _rounded(stats.channel_mean),
         "max": _rounded(stats.channel_max),
         "positive": _rounded(stats.channel_fraction_positive),
+        "flat": [int(flat) for flat in stats.channel_flat],
         "ranking": layer.ranking,
     }

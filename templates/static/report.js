@@ -105,7 +105,7 @@
   Layer.prototype.describe = function (k) {
     var d = this.data;
     return "Channel " + this.id(k) + ": mean " + fmt(d.mean[k]) + ", max " + fmt(d.max[k]) +
-      ", " + pct(d.positive[k]) + " above 0";
+      ", " + pct(d.positive[k]) + " above 0" + (d.flat[k] ? ", flat on this image" : "");
   };
 
   Layer.prototype.buildTiles = function () {
@@ -122,7 +122,7 @@
     for (var k = 0; k < this.count; k++) {
       var tile = document.createElement("button");
       tile.type = "button";
-      tile.className = "tile";
+      tile.className = this.data.flat[k] ? "tile flat" : "tile";
       tile.tabIndex = k === 0 ? 0 : -1;
       tile.dataset.index = k;
       tile.setAttribute("aria-label", this.describe(k));
@@ -331,6 +331,7 @@
     heat.setAttribute("aria-label", "Activation map of channel " + id + " as a heat map over the input image");
 
     this.fillFilter(k);
+    q(".cv-flat").hidden = !d.flat[k];
     q(".cv-mean").textContent = fmt(d.mean[k]);
     q(".cv-max").textContent = fmt(d.max[k]);
     q(".cv-positive").textContent = pct(d.positive[k]);
@@ -393,6 +394,11 @@
     tip.appendChild(title);
     tip.appendChild(values);
     tip.appendChild(ranks);
+    if (d.flat[k]) {
+      var flat = document.createElement("span");
+      flat.textContent = "flat on this image";
+      tip.appendChild(flat);
+    }
     tip.hidden = false;
     var r = anchor.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
     var left = Math.max(4, Math.min(window.innerWidth - w - 4, r.left + r.width / 2 - w / 2));

@@ -1,0 +1,93 @@
+"""Which values become black and white: the display range of each channel's picture.
+
+Min-max stretching lies in two ways (measured on MobileNetV2's 17,056 channels for skimage's
+coffee and chelsea): in 57 % of the channels of maps 8x8 or larger, the minimum or maximum
+sits on the outermost ring of the map, where zero padding makes the values unlike the rest,
+and single extreme pixels squeeze the structure into a few grey levels. So by default a
+channel is drawn on the 1st..99th percentile of its map *without that ring* (maps smaller
+than 8x8 use all of it), and values outside are clipped to black and white. The tenth
+percentile of the tiles' grey-level spread rose from 35 (min-max) to 48 with it (1 %/99 %
+of the whole map: 47; 0.5 %/99.5 % of the interior: 44). ``minmax`` keeps the exact
+per-channel stretch; ``layer`` takes the same percentiles over the whole layer.
+
+Flat channels (see :func:`reportgen.forward.stats.flat_channels`) are drawn on the layer's
+range instead, so they come out as the uniform grey of where they sit in the layer, never as
+stretched numerical noise.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+PERCENTILES = (1.0, 99.0)
+#: Maps at least this large (both sides) leave their outermost ring out of the range.
+RING_FROM = 8
+
+DESCRIPTIONS = {
+    "channel": ("each channel on its own 1st–99th percentile range (the map's outermost ring "
+                "left out of the range); values outside are clipped"),
+    "layer": ("one range for the whole layer, its 1st–99th percentile (each map's outermost "
+              "ring left out of the range); values outside are clipped"),
+    "minmax": "each channel on its own exact minimum–maximum range (nothing clipped)",
+}
+
+
+def describe(mode: str) -> str:
+    return DESCRIPTIONS[mode]
+
+
+def display_range(maps: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high), each (C,), for (C, H, W) float maps in any layout.
+
+    ``channel`` and ``layer`` use the robust percentiles above; ``minmax`` the exact range.
+    """
+    channels = maps.shape[0]
+    if mode == "minmax":
+        return maps.amin(dim=(1, 2)), maps.amax(dim=(1, 2))
+    height, width = maps.shape[-2:]
+    core = maps[:, 1:-1, 1:-1] if min(height, width) >= RING_FROM else maps
+    values = core.reshape(channels, -1)
+    if mode == "layer":
+        low, high = _percentiles(values.reshape(1, -1))
+        return low.expand(channels), high.expand(channels)
+    return _percentiles(values)
+
+
+def picture_range(maps: torch.Tensor, mode: str, flat: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`display_range`, with flat channels on the layer's range (by the same rule:
+    robust, or exact for ``minmax``), so they show where they sit in the layer."""
+    low, high = display_range(maps, mode)
+    if mode != "layer" and bool(flat.any()):
+        flat = flat.to(low.device)
+        if mode == "minmax":
+            layer_low, layer_high = maps.amin(), maps.amax()
+        else:
+            layer_low, layer_high = (value[0] for value in display_range(maps, "layer"))
+        low = torch.where(flat, layer_low.expand_as(low), low)
+        high = torch.where(flat, layer_high.expand_as(high), high)
+    return low, high
+
+
+def _percentiles(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest-rank percentiles along dim 1, by ``kthvalue`` (a selection, not a full sort;
+    ``torch.quantile`` also refuses inputs over 16 M values)."""
+    count = values.shape[1]
+    low_rank, high_rank = (min(count, max(1, math.ceil(p / 100.0 * count))) for p in PERCENTILES)
+    low = values.kthvalue(low_rank, dim=1).values
+    high = values.kthvalue(high_rank, dim=1).values
+    return low, high
+
+
+def to_uint8(maps: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Map [low, high] (each (C,)) to 0..255, clipping outside; a zero span gives 0, never NaN.
+
+    Works on (C, H, W) in any memory layout; the result is contiguous.
+    """
+    low, high = low.view(-1, 1, 1).to(maps.dtype), high.view(-1, 1, 1).to(maps.dtype)
+    span = high - low
+    scale = torch.where(span > 0, 255.0 / span.clamp_min(torch.finfo(maps.dtype).tiny),
+                        torch.zeros_like(span))
+    scaled = (maps - low).mul_(scale).round_().clamp_(0, 255)
+    return scaled.to(torch.uint8, memory_format=torch.contiguous_format)
