@@ -42,6 +42,7 @@ from reportgen.options import (
 from reportgen.pictures.colormaps import colormap_lut
 from reportgen.pictures.kernels import filter_figure
 from reportgen.pictures.pngio import PngWriter
+from reportgen.progress import stage
 from reportgen.publish.staging import check_target, staged_folder
 from reportgen.report import manifest as manifests
 from reportgen.report.model import (
@@ -90,9 +91,17 @@ class Report:
     def seconds(self) -> float:
         return sum(self.timings.values())
 
-    def _repr_html_(self) -> str:  # a clickable summary in Jupyter
-        return (f'<a href="{self.index.as_uri()}">{self.index}</a>: {len(self.layers)} conv '
-                f'layers of {self.record.model.name}')
+    def __repr__(self) -> str:  # one line: the manifest is in .manifest, not in the repr
+        top = self.predictions[0] if self.predictions else None
+        guess = f", top-1 {top.label!r} {top.probability:.1%}" if top else ""
+        return (f"<Report of {self.record.model.name}: {len(self.layers)} conv layers in "
+                f"'{self.site_dir}'{guess}, {self.seconds:.1f} s>")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the input, the top-5, a few layers and a link to the report."""
+        from reportgen.report.preview import preview_html
+
+        return preview_html(self.record, self.site_dir)
 
 
 class _Stopwatch:
@@ -110,7 +119,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                  weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
                  image: Any = DEFAULT_IMAGE, site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR,
                  options: BuildOptions | None = None, *, command: str | None = None,
-                 progress: Callable[[str], None] | None = None, **overrides: Any) -> Report:
+                 progress: Callable[[str], None] | None = None, show_progress: bool = False,
+                 **overrides: Any) -> Report:
     """Run the model once on the image and publish every conv layer's view of it.
 
     ``model`` is a torchvision classification model name or your own ``nn.Module``;
@@ -119,6 +129,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     or a tensor. How to build is a :class:`~reportgen.options.BuildOptions`, or its fields as
     keywords (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
     ``options``. ``command`` is the command line that asked for this build, for the manifest.
+    ``progress`` receives one-line messages; ``show_progress`` draws progress bars on stderr
+    for the slow stages (after two seconds, and only on a terminal).
     Returns a :class:`Report` describing what was written to ``site_dir``.
     """
     chosen_options = BuildOptions.of(options, **overrides)
@@ -143,27 +155,31 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
     batch = preprocessing(source.rgb)
+    crop_note = preprocessing.crop_note(source.rgb.width, source.rgb.height)
     clock.lap("image")
 
     with staged_folder(target) as site:
         with PngWriter(chosen_options.compress_level) as writer, \
                 core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-            recorder = ActivationRecorder(site, writer, chosen_options)
             say(f"Running {loaded.name} once with hooks on {len(chosen)} conv layers ...")
-            logits = _forward(loaded, batch, torch_device, recorder, chosen)
+            with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
+                recorder = ActivationRecorder(site, writer, chosen_options, ticker.update)
+                logits = _forward(loaded, batch, torch_device, recorder, chosen)
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
             clock.timings["grids"] = recorder.seconds
             writer.submit(preprocessing.to_picture(batch), site / INPUT_PNG)
             layers = _with_filters(recorder.captures, loaded.module, writer, site)
             clock.lap("filters")
-            writer.close()
+            with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
+                writer.close(ticker.update)
             clock.lap("png")
         record = ReportRecord(
             created=build_time(), versions=manifests.versions(), command=command,
             model=_model_info(loaded), weights=loaded.weights, image=source.describe(),
             preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*loaded.notes, *source.notes],
+            notes=[*loaded.notes, *source.notes, *([crop_note] if crop_note else []),
+                   *_category_notes(logits, loaded.categories)],
             predictions=_predictions(logits, loaded.categories), layers=layers)
         written = manifests.write(site, record)
         write_pages(site, record, preprocessing.crop)
@@ -230,9 +246,25 @@ def _model_info(loaded: LoadedModel) -> ModelInfo:
                      len(conv_layers(loaded.module)))
 
 
-def _predictions(logits: Any, categories: list[str] | None, top: int = 5) -> list[Prediction]:
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
+def _category_notes(logits: Any, categories: list[str] | None) -> list[str]:
+    """A warning (and a note in the report) when the names do not match the outputs."""
+    if not categories or not _is_logits(logits) or len(categories) == logits.shape[1]:
         return []
+    note = (f"categories has {len(categories)} names but the model has {logits.shape[1]} "
+            "outputs; the predictions are labelled by index instead.")
+    log.warning("%s", note)
+    return [note]
+
+
+def _is_logits(logits: Any) -> bool:
+    return isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == 1
+
+
+def _predictions(logits: Any, categories: list[str] | None, top: int = 5) -> list[Prediction]:
+    if not _is_logits(logits):
+        return []
+    if categories and len(categories) != logits.shape[1]:
+        categories = None
     probabilities = logits[0].float().softmax(dim=0)
     values, indices = probabilities.topk(min(top, probabilities.numel()))
     result = []

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from reportgen import __version__
+from reportgen.errors import ReportError
 from reportgen.options import (
     DEFAULT_IMAGE,
     DEFAULT_MODEL,
@@ -71,11 +72,13 @@ def cli() -> None:
 @cli.command()
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("-w", "--weights", default=DEFAULT_WEIGHTS, show_default=True, help=WEIGHTS_HELP)
-@click.option("-i", "--image", default=DEFAULT_IMAGE, show_default=True, help=IMAGE_HELP)
+@click.option("-i", "--image", "images", multiple=True, help=IMAGE_HELP +
+              f"  [default: {DEFAULT_IMAGE}]")
 @click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True, type=click.Path(),
               help="Output folder; replaced only if it holds an earlier report.")
-@click.option("--layers", default=DEFAULTS.layers,
-              help="Only layers matching these globs, e.g. 'features.*'.")
+@click.option("--layers", multiple=True,
+              help="Only layers matching these globs, e.g. 'features.*' or 'layer1.*,conv1'; "
+                   "repeat for more (their union).")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=DEFAULTS.normalize,
               show_default=True, help="Min-max range per channel or over the whole layer.")
 @click.option("--cmap", default=DEFAULTS.cmap, show_default=True, help="Any matplotlib colormap.")
@@ -94,19 +97,27 @@ def cli() -> None:
               help="Also write SITE_DIR/report.html: the whole report in one file that opens "
                    "offline (images and assets inlined).")
 @common_options
-def build(verbose: int, quiet: bool, model: str, weights: str, image: str, site_dir: str,
-          **flags: Any) -> None:
+def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str, ...],
+          site_dir: str, **flags: Any) -> None:
     """Run the model once on the image and write the report."""
     _configure_logging(verbose, quiet)
     from reportgen.build import build_report
 
+    if len(images) > 1:
+        raise ReportError(f"{len(images)} images were given with -i, but a report shows one "
+                          "image; build one report per image (-d to name each folder).")
+    image = images[0] if images else DEFAULT_IMAGE
     started = time.perf_counter()
     command = command_line(click.get_current_context(), dict(
-        flags, model=model, weights=weights, image=image, site_dir=site_dir))
+        flags, model=model, weights=weights, images=images, site_dir=site_dir))
+    options = _run(verbose, lambda: BuildOptions(**flags))
     report = _run(verbose, lambda: build_report(
-        model, weights, image, site_dir, BuildOptions(**flags), command=command,
-        progress=log.info))
+        model, weights, image, site_dir, options, command=command, progress=log.info,
+        show_progress=not quiet))
     seconds = time.perf_counter() - started
+    if verbose:
+        for stage_name, stage_seconds in report.timings.items():
+            click.echo(f"  {stage_name:<12} {stage_seconds:7.3f} s", err=True)
     click.echo(f"Report of {len(report.layers)} conv layers written to "
                f"{report.index} in {seconds:.1f} s", err=True)
     if report.single_file is not None:
@@ -225,18 +236,26 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
         if not isinstance(param, click.Option) or param.name not in options:
             continue
         value = options[param.name]
-        if value == param.default:
+        if value == param.default or (param.multiple and not value):
             continue
         flag = max(param.opts, key=len)
+        if param.multiple:
+            for item in value:
+                words += [flag, _base_name(param.name, str(item))]
+            continue
         if param.is_flag:  # click 8.2+ gives flags an UNSET default, so test the value
             if value:
                 words.append(flag)
             continue
-        text = str(value)
-        if param.name in ("image", "weights", "site_dir") and ("/" in text or "\\" in text):
-            text = PurePath(text).name
-        words += [flag, text]
+        words += [flag, _base_name(param.name, str(value))]
     return shlex.join(words)
+
+
+def _base_name(name: str | None, text: str) -> str:
+    """Paths are recorded by base name only: no user's folder layout is published."""
+    if name in ("images", "weights", "site_dir") and ("/" in text or "\\" in text):
+        return PurePath(text).name
+    return text
 
 
 def _run(verbose: int, action: Callable[[], Any]) -> Any:

@@ -26,12 +26,18 @@ DEFAULT_SITE_DIR = "site"
 #: The input size ``reportgen layers`` computes shapes for.
 LAYER_TABLE_SIZE = 224
 
-#: How a map's values become grey levels: per channel, or one range over the whole layer.
-NORMALIZATIONS = ("channel", "layer")
+#: How a map's values become grey levels: a robust range per channel (the default), one over
+#: the whole layer, or each channel's exact min..max (see reportgen.pictures.ranges).
+NORMALIZATIONS = ("channel", "layer", "minmax")
 MIN_TILE_CAP = 8
 DEFAULT_TILE_CAP = 256  # longest side of an activation tile, px
 DEFAULT_COMPRESS_LEVEL = 1  # PNG zlib level: several times faster than 6 for ~10 % more bytes
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]+)?")
+
+
+def choices(names: tuple[str, ...]) -> str:
+    """("a", "b", "c") -> "a, b or c", for messages."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _recorded(default: Any, flag: str) -> Any:
@@ -45,7 +51,9 @@ class BuildOptions:
     """How to build a report (everything except which model, weights, image and folder)."""
 
     seed: int = _recorded(0, "--seed")  # for --weights none; never touches the caller's RNG
-    layers: str | None = _recorded(None, "--layers")  # comma-separated globs; None: every conv
+    #: Globs of layer names, comma-separated ("features.1*,features.2*"); a list or tuple of
+    #: globs is accepted too and joined. None: every conv layer.
+    layers: str | None = _recorded(None, "--layers")
     normalize: str = _recorded("channel", "--normalize")
     cmap: str = _recorded("gray", "--cmap")
     rectify: bool = _recorded(False, "--rectify")  # show max(0, x) instead of the conv output
@@ -57,9 +65,16 @@ class BuildOptions:
     categories: tuple[str, ...] | None = None  # class names for the model's outputs
 
     def __post_init__(self) -> None:
+        given: object = self.layers  # the keyword API may pass a list of globs
+        if isinstance(given, (list, tuple)):
+            globs = [str(glob).strip() for glob in given if str(glob).strip()]
+            object.__setattr__(self, "layers", ",".join(globs) or None)
+        elif given is not None and not isinstance(given, str):
+            raise ReportError(f"layers must be a glob string such as 'features.*' or a list of "
+                              f"them, not {type(given).__name__}.")
         if self.normalize not in NORMALIZATIONS:
             raise ReportError(f"Unknown normalisation '{self.normalize}'; use "
-                              f"{' or '.join(NORMALIZATIONS)}.")
+                              f"{choices(NORMALIZATIONS)}.")
         if self.size is not None and self.size < 1:
             raise ReportError(f"--size must be a positive number of pixels, not {self.size}.")
         if self.tile_cap is not None and self.tile_cap < MIN_TILE_CAP:

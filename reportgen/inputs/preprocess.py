@@ -14,6 +14,8 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: A crop that discards more than this fraction of the picture's area gets a note.
+CROP_NOTE_ABOVE = 0.25
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,21 @@ class Preprocessing:
         tensor = TF.normalize(tensor, mean=list(self.mean), std=list(self.std))
         batch: torch.Tensor = tensor.unsqueeze(0)
         return batch
+
+    def kept_fraction(self, width: int, height: int) -> float:
+        """How much of a width x height picture the centre crop keeps (area fraction)."""
+        scale = self.resize / max(1, min(width, height))
+        resized_area = (width * scale) * (height * scale)
+        return min(1.0, self.crop * self.crop / max(1.0, resized_area))
+
+    def crop_note(self, width: int, height: int) -> str | None:
+        """A note for the report when the crop throws away more than a quarter of the picture."""
+        kept = self.kept_fraction(width, height)
+        if kept >= 1.0 - CROP_NOTE_ABOVE:
+            return None
+        return (f"The centre crop keeps {kept:.0%} of the {width}x{height} image (the model sees "
+                f"a {self.crop}x{self.crop} square from its middle); crop it yourself to choose "
+                "what the model sees.")
 
     def to_picture(self, batch: torch.Tensor) -> np.ndarray:
         """Undo the normalisation: the model's input as an HxWx3 uint8 picture."""

@@ -21,6 +21,7 @@ import os
 import struct
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,13 +94,20 @@ class PngWriter:
         #: the forward pass, so this is work done, not time waited).
         self.seconds = 0.0
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     def submit(self, pixels: np.ndarray, path: Path) -> None:
         self._pending.append(self._pool.submit(_timed_save, pixels, path, self.compress_level))
 
-    def close(self) -> None:
+    def close(self, on_file: Callable[[], object] | None = None) -> None:
+        """Wait for every file (``on_file`` is called as each is done); re-raise a failure."""
         try:
             for future in self._pending:
                 self.seconds += future.result()
+                if on_file is not None:
+                    on_file()
         finally:
             self._pending.clear()
             self._pool.shutdown(wait=True, cancel_futures=True)
