@@ -1,9 +1,16 @@
 """Tiny fixture networks and helpers shared by the tests (no network, no big downloads)."""
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib.util
+import json
 import os
+import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,3 +105,65 @@ def hooks_left(model: nn.Module) -> list[str]:
 def site_files(site: Path) -> dict[str, bytes]:
     return {str(p.relative_to(site)): p.read_bytes()
             for p in sorted(site.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------- the default report in a real browser
+SUBPATH = "myproject"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it with `make browser`)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        _unavailable("Chromium is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The full default report, built once, at <tmp>/www/myproject/."""
+    from reportgen import build_report
+
+    site = tmp_path_factory.mktemp("www") / SUBPATH
+    return build_report("mobilenet_v2", "DEFAULT", "coffee", site)
+
+
+@pytest.fixture(scope="session")
+def manifest(report: Any) -> dict[str, Any]:
+    return json.loads((report.site_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(report: Any) -> Iterator[str]:
+    """http://127.0.0.1:PORT/myproject/ serving the report's parent folder."""
+    handler = functools.partial(_QuietHandler, directory=str(report.site_dir.parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/{SUBPATH}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+

@@ -10,14 +10,8 @@ Chromium missing fails the run in CI (``make browser`` installs it) and skips it
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import io
-import json
-import os
 import re
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,71 +21,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import needs_offline_weights
+from conftest import SUBPATH, needs_offline_weights
 
 pytestmark = [pytest.mark.browser, needs_offline_weights]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-SUBPATH = "myproject"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAYER = "features.0.0"  # 32 channels of 112x112: tiles shown 1:1, so pixels can be compared
 SMALL_LAYER = "features.18.0"  # 1280 channels of 7x7, the largest page
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI installs it with `make browser`)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright for Python is not installed")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not executable:
-        _unavailable("Chromium is not installed")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="session")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The full default report, built once, at <tmp>/www/myproject/."""
-    from reportgen import build_report
-
-    site = tmp_path_factory.mktemp("www") / SUBPATH
-    return build_report("mobilenet_v2", "DEFAULT", "coffee", site)
-
-
-@pytest.fixture(scope="session")
-def manifest(report: Any) -> dict[str, Any]:
-    return json.loads((report.site_dir / "manifest.json").read_text(encoding="utf-8"))
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="session")
-def server(report: Any) -> Iterator[str]:
-    """http://127.0.0.1:PORT/myproject/ serving the report's parent folder."""
-    handler = functools.partial(_QuietHandler, directory=str(report.site_dir.parent))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}/{SUBPATH}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(params=["http", "file"])
