@@ -22,7 +22,7 @@ from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
-from reportgen.inputs.images import load_image
+from reportgen.inputs.images import SourceImage, load_image
 from reportgen.inputs.inputsize import check_input_size, explain_failure
 from reportgen.inputs.models import (
     LoadedModel,
@@ -47,13 +47,15 @@ from reportgen.publish.staging import check_target, staged_folder
 from reportgen.report import manifest as manifests
 from reportgen.report.model import (
     IMAGE_DIR,
-    INPUT_PNG,
+    MAX_IMAGES,
     Capture,
     FilterPicture,
+    InputRecord,
     LayerRecord,
     ModelInfo,
     Prediction,
     ReportRecord,
+    input_png,
 )
 from reportgen.report.pages import write_pages
 from reportgen.report.stamp import build_time
@@ -126,8 +128,9 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     ``model`` is a torchvision classification model name or your own ``nn.Module``;
     ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
     a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
-    or a tensor. How to build is a :class:`~reportgen.options.BuildOptions`, or its fields as
-    keywords (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
+    or a tensor, or a list of up to 16 of them, shown side by side on one shared range. How
+    to build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
+    (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
     ``options``. ``command`` is the command line that asked for this build, for the manifest.
     ``progress`` receives one-line messages; ``show_progress`` draws progress bars on stderr
     for the slow stages (after two seconds, and only on a terminal).
@@ -139,7 +142,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     colormap_lut(chosen_options.cmap)  # an unknown colormap fails before any work is done
     torch_device = parse_device(chosen_options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
-    source = load_image(image)
+    sources = [load_image(item) for item in _images(image)]
     if isinstance(model, str) and chosen_options.size is not None:
         _check_size_before_loading(model, chosen_options.size)
     clock.lap("image")
@@ -154,8 +157,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     preprocessing = Preprocessing.from_preset(loaded.preprocessing, chosen_options.size)
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
-    batch = preprocessing(source.rgb)
-    crop_note = preprocessing.crop_note(source.rgb.width, source.rgb.height)
+    batch = torch.cat([preprocessing(source.rgb) for source in sources])
+    notes = [*loaded.notes, *_image_notes(sources, preprocessing)]
     clock.lap("image")
 
     with staged_folder(target) as site:
@@ -168,7 +171,9 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
             clock.timings["grids"] = recorder.seconds
-            writer.submit(preprocessing.to_picture(batch), site / INPUT_PNG)
+            for number in range(len(sources)):
+                writer.submit(preprocessing.to_picture(batch[number:number + 1]),
+                              site / input_png(number))
             layers = _with_filters(recorder.captures, loaded.module, writer, site)
             clock.lap("filters")
             with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
@@ -176,11 +181,13 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             clock.lap("png")
         record = ReportRecord(
             created=build_time(), versions=manifests.versions(), command=command,
-            model=_model_info(loaded), weights=loaded.weights, image=source.describe(),
+            model=_model_info(loaded), weights=loaded.weights,
             preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*loaded.notes, *source.notes, *([crop_note] if crop_note else []),
-                   *_category_notes(logits, loaded.categories)],
-            predictions=_predictions(logits, loaded.categories), layers=layers)
+            notes=[*notes, *_category_notes(logits, loaded.categories)],
+            inputs=[InputRecord(source.describe(), input_png(number),
+                                _predictions(logits, loaded.categories, number))
+                    for number, source in enumerate(sources)],
+            layers=layers)
         written = manifests.write(site, record)
         write_pages(site, record, preprocessing.crop)
         clock.lap("html")
@@ -190,6 +197,28 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     return Report(final, final / "index.html", record, written, clock.timings,
                   final / single.path.name if single else None,
                   encode_seconds=writer.seconds)
+
+
+def _images(image: Any) -> list[Any]:
+    """One image, or a list or tuple of them (at most MAX_IMAGES)."""
+    images = list(image) if isinstance(image, (list, tuple)) else [image]
+    if not images:
+        raise ReportError("No image was given; pass an image (or a list of them).")
+    if len(images) > MAX_IMAGES:
+        raise ReportError(f"{len(images)} images were given; a report shows at most "
+                          f"{MAX_IMAGES} side by side. Choose fewer, or mine a folder with "
+                          "--dataset.")
+    return images
+
+
+def _image_notes(sources: list[SourceImage], preprocessing: Preprocessing) -> list[str]:
+    """Each image's own notes (conversions, crop), named by image when there are several."""
+    notes = []
+    for source in sources:
+        crop = preprocessing.crop_note(source.rgb.width, source.rgb.height)
+        for note in [*source.notes, *([crop] if crop else [])]:
+            notes.append(note if len(sources) == 1 else f"{source.name}: {note}")
+    return notes
 
 
 def _single_file(site: Path, say: Callable[[str], None]) -> Any:
@@ -247,6 +276,7 @@ def _model_info(loaded: LoadedModel) -> ModelInfo:
 
 
 def _category_notes(logits: Any, categories: list[str] | None) -> list[str]:
+    # one line however many images: the names and the outputs disagree for all of them
     """A warning (and a note in the report) when the names do not match the outputs."""
     if not categories or not _is_logits(logits) or len(categories) == logits.shape[1]:
         return []
@@ -257,15 +287,17 @@ def _category_notes(logits: Any, categories: list[str] | None) -> list[str]:
 
 
 def _is_logits(logits: Any) -> bool:
-    return isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == 1
+    return isinstance(logits, torch.Tensor) and logits.dim() == 2
 
 
-def _predictions(logits: Any, categories: list[str] | None, top: int = 5) -> list[Prediction]:
+def _predictions(logits: Any, categories: list[str] | None, number: int = 0,
+                 top: int = 5) -> list[Prediction]:
+    """The top predictions for image ``number`` of the batch."""
     if not _is_logits(logits):
         return []
     if categories and len(categories) != logits.shape[1]:
         categories = None
-    probabilities = logits[0].float().softmax(dim=0)
+    probabilities = logits[number].float().softmax(dim=0)
     values, indices = probabilities.topk(min(top, probabilities.numel()))
     result = []
     for value, index in zip(values.tolist(), indices.tolist(), strict=True):

@@ -72,8 +72,9 @@ def cli() -> None:
 @cli.command()
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("-w", "--weights", default=DEFAULT_WEIGHTS, show_default=True, help=WEIGHTS_HELP)
-@click.option("-i", "--image", "images", multiple=True, help=IMAGE_HELP +
-              f"  [default: {DEFAULT_IMAGE}]")
+@click.option("-i", "--image", "images", multiple=True,
+              help=f"{IMAGE_HELP} Repeat for up to 16 images side by side, on one shared range "
+                   f"per channel.  [default: {DEFAULT_IMAGE}]")
 @click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True, type=click.Path(),
               help="Output folder; replaced only if it holds an earlier report.")
 @click.option("--layers", multiple=True,
@@ -103,10 +104,7 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     _configure_logging(verbose, quiet)
     from reportgen.build import build_report
 
-    if len(images) > 1:
-        raise ReportError(f"{len(images)} images were given with -i, but a report shows one "
-                          "image; build one report per image (-d to name each folder).")
-    image = images[0] if images else DEFAULT_IMAGE
+    image: str | list[str] = list(images) if len(images) > 1 else (images or (DEFAULT_IMAGE,))[0]
     started = time.perf_counter()
     command = command_line(click.get_current_context(), dict(
         flags, model=model, weights=weights, images=images, site_dir=site_dir))
@@ -195,7 +193,6 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
 def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **options: Any) -> None:
     """Draw chosen channels of chosen layers as a figure for a paper (PDF, SVG or PNG)."""
     _configure_logging(verbose, quiet)
-    from reportgen.errors import ReportError
     from reportgen.publish.figure import make_figure
 
     if options["source"] is not None and (options["model"] is not None or options["size"]):
@@ -260,7 +257,6 @@ def _base_name(name: str | None, text: str) -> str:
 
 def _run(verbose: int, action: Callable[[], Any]) -> Any:
     """Show unexpected errors as one line too (a traceback only with -v)."""
-    from reportgen.errors import ReportError
 
     try:
         return action()

@@ -20,6 +20,13 @@ from reportgen.pictures.grids import GridLayout
 #: Folder of the site's pictures, relative to the site.
 IMAGE_DIR = "img"
 INPUT_PNG = f"{IMAGE_DIR}/input.png"
+#: At most this many images side by side in one report.
+MAX_IMAGES = 16
+
+
+def input_png(number: int) -> str:
+    """The first image's input picture is img/input.png, the second img/input-2.png, ..."""
+    return INPUT_PNG if number == 0 else f"{IMAGE_DIR}/input-{number + 1}.png"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,14 @@ class FilterPicture:
 
 
 @dataclass(frozen=True)
+class ImageActivation:
+    """One input image's view of a layer: its grid picture and its numbers."""
+
+    png: str  # site-relative path
+    stats: ActivationStats
+
+
+@dataclass(frozen=True)
 class Capture:
     """One conv call as the forward hook saw it (a :class:`LayerRecord` without filters)."""
 
@@ -63,8 +78,9 @@ class Capture:
     call: int
     slug: str  # file-name-safe, unique
     spec: ConvSpec
-    stats: ActivationStats
-    activation: ActivationPicture
+    stats: ActivationStats  # of the first image
+    activation: ActivationPicture  # of the first image; the range is shared by all images
+    images: list[ImageActivation]  # one per input image, the first one included
 
 
 @dataclass(frozen=True)
@@ -79,12 +95,13 @@ class LayerRecord:
     spec: ConvSpec
     stats: ActivationStats
     activation: ActivationPicture
+    images: list[ImageActivation]  # one per input image (a single one for most reports)
     filters: FilterPicture
 
     @classmethod
     def of(cls, capture: Capture, filters: FilterPicture) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
-                   capture.spec, capture.stats, capture.activation, filters)
+                   capture.spec, capture.stats, capture.activation, capture.images, filters)
 
     @property
     def page(self) -> str:
@@ -113,6 +130,15 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class InputRecord:
+    """One input image: where it came from, the picture the model saw, what it predicted."""
+
+    image: dict[str, Any]
+    png: str  # the input as the model saw it, site-relative
+    predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str  # the torchvision name, or the class name of the caller's module
     class_name: str
@@ -134,12 +160,20 @@ class ReportRecord:
     command: str | None
     model: ModelInfo
     weights: dict[str, Any]
-    image: dict[str, Any]
     preprocessing: dict[str, Any]
     options: BuildOptions
     notes: list[str]
-    predictions: list[Prediction]
+    inputs: list[InputRecord]  # one per image; a report of several images shows them side by side
     layers: list[LayerRecord]
+
+    @property
+    def image(self) -> dict[str, Any]:
+        """The first (usually the only) image."""
+        return self.inputs[0].image
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        return self.inputs[0].predictions
 
     @property
     def shown(self) -> str:

@@ -88,7 +88,7 @@ def write_pages(site: Path, record: ReportRecord, input_size: int) -> None:
                   input_png=INPUT_PNG, input_size=input_size, toc=views.toc(layers))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(layers):
-        data = views.layer_data(layer, record.options, INPUT_PNG)
+        data = views.layer_data(layer, record.options, INPUT_PNG, record.inputs)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
                scale=data["scale"], filter_scale=views.filter_display_scale(*layer.filters.size),
                previous=layers[position - 1] if position > 0 else None,

@@ -56,12 +56,14 @@ def equivalent_command(record: ReportRecord) -> tuple[str | None, str | None]:
     if record.in_memory_model:
         return None, (f"the model was the caller's own {record.model.class_name} module, "
                       "which only exists in their Python code")
-    image = record.image
-    if image.get("kind") not in ("skimage", "file"):
+    images = [view.image for view in record.inputs]
+    if any(image.get("kind") not in ("skimage", "file") for image in images):
         return None, "the image was passed from Python as an array or PIL image"
     words = ["reportgen", "build", "--model", record.model.name,
-             "--weights", _weights_argument(record.weights), "--image", str(image["source"]),
-             *record.options.command_words(record.random_weights)]
+             "--weights", _weights_argument(record.weights)]
+    for image in images:
+        words += ["--image", str(image["source"])]
+    words += record.options.command_words(record.random_weights)
     return shlex.join(words), None
 
 
@@ -81,7 +83,9 @@ def python_call(record: ReportRecord) -> str:
     else:
         model = repr(record.model.name)
         weights_value = repr(_weights_argument(record.weights))
-    if image.get("kind") in ("skimage", "file"):
+    if len(record.inputs) > 1:
+        image_value = repr([str(view.image.get("source")) for view in record.inputs])
+    elif image.get("kind") in ("skimage", "file"):
         image_value = repr(str(image.get("source")))
     else:
         image_value = (f"my_image  # the {image.get('width')}x{image.get('height')} picture, "

@@ -18,7 +18,7 @@ from typing import Any
 
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import is_grey
-from reportgen.report.model import LayerRecord
+from reportgen.report.model import InputRecord, LayerRecord
 
 #: Tiles are shown at an integer zoom that makes them at least this many CSS pixels, so a
 #: 7x7 map is not a speck and a 112x112 map is not blown up.
@@ -95,7 +95,8 @@ def _rounded(values: Sequence[float | None]) -> list[float | None]:
             for v in values]
 
 
-def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str) -> dict[str, Any]:
+def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
+               inputs: Sequence[InputRecord] = ()) -> dict[str, Any]:
     """The page's embedded index: where each channel's tile is, and its numbers.
 
     The rankings are the layer record's, which the manifest writes too, so the page ranks
@@ -131,5 +132,12 @@ def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str) -> dic
         "max": _rounded(stats.channel_max),
         "positive": _rounded(stats.channel_fraction_positive),
         "flat": [int(flat) for flat in stats.channel_flat],
+        "images": [{"name": str(view.image.get("source", "")), "input": view.png,
+                    "grid": image.png, "mean": _rounded(image.stats.channel_mean),
+                    "max": _rounded(image.stats.channel_max),
+                    "positive": _rounded(image.stats.channel_fraction_positive),
+                    "flat": [int(flat) for flat in image.stats.channel_flat]}
+                   for view, image in zip(inputs, layer.images, strict=True)]
+        if len(layer.images) > 1 else None,
         "ranking": layer.ranking,
     }

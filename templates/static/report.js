@@ -67,6 +67,16 @@
     return (image && image.getAttribute("src")) || fallback;
   }
 
+  /* Channel indices, most active first; ties (and missing values, last) in index order, as
+     the manifest's rankings are made (reportgen.forward.stats.rank_channels). */
+  function rankBy(values) {
+    return range(values.length).sort(function (a, b) {
+      var x = values[a], y = values[b];
+      if ((x === null) !== (y === null)) return x === null ? 1 : -1;
+      return (y - x) || (a - b);
+    });
+  }
+
   function origin(layout, k) {
     return [(k % layout.cols) * (layout.tile_width + layout.gap),
             Math.floor(k / layout.cols) * (layout.tile_height + layout.gap)];
@@ -88,6 +98,17 @@
     this.position = inverse(this.order);
     this.rank = { mean: inverse(this.data.ranking.mean), max: inverse(this.data.ranking.max) };
     this.current = -1;
+    // Several images: each has its own grid (the page's img.grid elements, in order) and
+    // numbers; one is shown at a time, and the channel view shows them all in a row.
+    this.images = this.data.images;
+    this.image = 0;
+    if (this.images) {
+      var grids = article.querySelectorAll("img.grid");
+      for (var i = 0; i < this.images.length; i++) {
+        this.images[i].grid = (grids[i] && grids[i].getAttribute("src")) || this.images[i].grid;
+      }
+      this.images[0].ranking = this.data.ranking;
+    }
     this.box = article.querySelector(".tiles");
     this.dialog = article.querySelector("dialog.channel-view");
     this.tiles = [];
@@ -217,7 +238,7 @@
     var self = this, toolbar = this.article.querySelector(".toolbar");
     if (!toolbar) return;
     toolbar.hidden = false;
-    this.radios = toolbar.querySelectorAll('input[type="radio"]');
+    this.radios = toolbar.querySelectorAll('.sort input[type="radio"]');
     Array.prototype.forEach.call(this.radios, function (radio) {
       radio.addEventListener("change", function () {
         if (radio.checked) self.sort(radio.value);
@@ -231,6 +252,12 @@
         if (shown) shown.textContent = zoom.value + " px";
       });
     }
+    this.imageRadios = toolbar.querySelectorAll('.image-choice input[type="radio"]');
+    Array.prototype.forEach.call(this.imageRadios, function (radio) {
+      radio.addEventListener("change", function () {
+        if (radio.checked) self.setImage(+radio.value);
+      });
+    });
     var saved = store("reportgen.sort");
     if (saved && saved !== "index" && SORTS.indexOf(saved) >= 0) this.sort(saved);
   };
@@ -251,6 +278,32 @@
     this.box.classList.toggle("sorted", key !== "index");
     store("reportgen.sort", key);
     if (this.current >= 0) this.fill(this.current);
+  };
+
+  Layer.prototype.setImage = function (i) {
+    var view = this.images && this.images[i];
+    if (!view) return;
+    this.image = i;
+    var d = this.data;
+    d.mean = view.mean;
+    d.max = view.max;
+    d.positive = view.positive;
+    d.flat = view.flat;
+    d.grid.src = view.grid;
+    if (!view.ranking) view.ranking = { mean: rankBy(view.mean), max: rankBy(view.max) };
+    d.ranking = view.ranking;
+    this.rank = { mean: inverse(view.ranking.mean), max: inverse(view.ranking.max) };
+    this.box.style.setProperty("--grid", 'url("' + new URL(view.grid, document.baseURI).href + '")');
+    for (var k = 0; k < this.count; k++) {
+      this.tiles[k].classList.toggle("flat", !!d.flat[k]);
+      this.tiles[k].setAttribute("aria-label", this.describe(k));
+    }
+    var stage = this.dialog.querySelector(".cv-stage img");
+    if (stage) stage.src = view.input;
+    Array.prototype.forEach.call(this.imageRadios || [], function (radio) {
+      radio.checked = +radio.value === i;
+    });
+    this.sort(this.sortKey);
   };
 
   Layer.prototype.cycleSort = function () {
@@ -331,6 +384,7 @@
     heat.setAttribute("aria-label", "Activation map of channel " + id + " as a heat map over the input image");
 
     this.fillFilter(k);
+    this.fillImages(k);
     q(".cv-flat").hidden = !d.flat[k];
     q(".cv-mean").textContent = fmt(d.mean[k]);
     q(".cv-max").textContent = fmt(d.max[k]);
@@ -342,6 +396,31 @@
     link.textContent = "#" + id;
     for (var i = 0; i < this.tiles.length; i++) this.tiles[i].classList.remove("is-current");
     this.tiles[k].classList.add("is-current");
+  };
+
+  /* Several images: this channel for each of them, in a row, all on the shared range. */
+  Layer.prototype.fillImages = function (k) {
+    var row = this.dialog.querySelector(".cv-image-row");
+    if (!row || !this.images) return;
+    var g = this.data.grid, xy = origin(g, k), side = Math.max(g.tile_width, g.tile_height);
+    var room = Math.max(48, Math.min(160, (row.clientWidth || 640) / this.images.length - 8));
+    var scale = room / side >= 1 ? Math.floor(room / side) : room / side;
+    row.textContent = "";
+    for (var i = 0; i < this.images.length; i++) {
+      var view = this.images[i], item = document.createElement("li");
+      var pixels = document.createElement("div"), label = document.createElement("span");
+      pixels.className = "cv-image-px";
+      pixels.setAttribute("role", "img");
+      pixels.setAttribute("aria-label", "Channel " + this.id(k) + " for image " + (i + 1) +
+        ", " + view.name);
+      cropPx(pixels, view.grid, g.width, g.height, xy[0], xy[1], g.tile_width, g.tile_height,
+             scale);
+      label.textContent = (i + 1) + ". " + view.name + " · max " + fmt(view.max[k]);
+      if (i === this.image) item.className = "is-current";
+      item.appendChild(pixels);
+      item.appendChild(label);
+      row.appendChild(item);
+    }
   };
 
   Layer.prototype.fillFilter = function (k) {
