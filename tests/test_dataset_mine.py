@@ -33,7 +33,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> DatasetFiles:
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
     torch.manual_seed(0)
-    return torchvision.models.get_model("resnet18", weights=None).eval()
+    built: nn.Module = torchvision.models.get_model("resnet18", weights=None)
+    return built.eval()
 
 
 @pytest.fixture(scope="module")
