@@ -13,6 +13,7 @@ from conftest import hooks_left
 from dataset_helpers import (JUNK, Reference, brute_force, expected_top, make_dataset,
                              one_torch_thread)  # noqa: F401
 from reportgen.dataset.files import DatasetFiles, list_dataset
+from reportgen.dataset.hooks import column_maxima, first_peaks
 from reportgen.dataset.layer import LayerState
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.stats import QuantileSample, priority, rank_error
@@ -257,3 +258,23 @@ def test_samples_merge_exactly() -> None:
     merged = run(images[::3], 7).merge(run(np.setdiff1d(images, images[::3]), 100))
     assert sorted(merged.images[:merged.size]) == sorted(whole.images[:whole.size])
     assert torch.equal(merged.quantiles([0.1, 0.5, 0.9]), whole.quantiles([0.1, 0.5, 0.9]))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_first_peak_is_the_first_in_row_major_order(channels_last: bool) -> None:
+    maps = torch.zeros(2, 4, 5, 6)
+    maps[0, 0, 3, 1] = maps[0, 0, 1, 4] = 2.0  # two columns tie: row 1 comes first
+    maps[0, 1, 2, 3] = maps[0, 1, 4, 3] = 1.0  # one column, two rows
+    maps[0, 2] = -1.0  # constant: the first position
+    maps[0, 3, 4, 5] = 7.0
+    maps[1, 0, 0, 5] = maps[1, 0, 0, 2] = 3.0  # same row: the left one
+    maps[1, 1] = torch.arange(30.0).view(5, 6)
+    if channels_last:
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    columns = column_maxima(maps)
+    peaks = columns.amax(dim=2)
+    assert torch.equal(peaks, maps.flatten(2).amax(dim=2))
+    images, channels = torch.tensor([0, 0, 0, 0, 1, 1]), torch.tensor([0, 1, 2, 3, 0, 1])
+    found = first_peaks(maps, columns, peaks, images, channels)
+    assert found.tolist() == [1 * 6 + 4, 2 * 6 + 3, 0, 4 * 6 + 5, 2, 29]
+    assert found.tolist() == maps.flatten(2).argmax(dim=2)[images, channels].tolist()

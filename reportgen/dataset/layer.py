@@ -82,6 +82,46 @@ class LayerState:
                           self.top.merge(other.top), self.stats.merge(other.stats),
                           self.sample.merge(other.sample))
 
+    def part(self, name: str, module: str, start: int, stop: int,
+             map_size: tuple[int, int]) -> "LayerState":
+        """Channels [start, stop) as a layer of their own (views, not copies).
+
+        A run keeps all layers in one combined state, so that each batch costs one topk and
+        one sample update rather than one per layer; this cuts a layer back out of it.
+        """
+        top = TopK(self.top.keys[start:stop], self.top.positions[start:stop])
+        stats = ChannelStats(self.stats.count, self.stats.sums[start:stop],
+                             self.stats.mins[start:stop], self.stats.maxs[start:stop])
+        sample = QuantileSample(self.sample.capacity, self.sample.size, self.sample.priorities,
+                                self.sample.images, self.sample.scores[:, start:stop])
+        return LayerState(name, module, stop - start, map_size, top, stats, sample)
+
+    @classmethod
+    def combine(cls, layers: Sequence["LayerState"],
+                device: torch.device | str = "cpu") -> "LayerState":
+        """The layers' channels side by side; they must come from one run (same images)."""
+        first = layers[0]
+        for layer in layers[1:]:
+            if (layer.stats.count != first.stats.count or layer.sample.size != first.sample.size
+                    or not np.array_equal(layer.sample.images[:layer.sample.size],
+                                          first.sample.images[:first.sample.size])):
+                raise ValueError(f"layer {layer.name} is not from the same run as {first.name}")
+        size = first.sample.size
+        sample = QuantileSample.empty(sum(layer.channels for layer in layers),
+                                      first.sample.capacity, device)
+        sample.priorities[:size] = first.sample.priorities[:size]
+        sample.images[:size] = first.sample.images[:size]
+        sample.scores[:size] = torch.cat([layer.sample.scores[:size].to(device)
+                                          for layer in layers], dim=1)
+        sample.size = size
+        top = TopK(torch.cat([layer.top.keys.to(device) for layer in layers]),
+                   torch.cat([layer.top.positions.to(device) for layer in layers]))
+        stats = ChannelStats(first.stats.count,
+                             torch.cat([layer.stats.sums.to(device) for layer in layers]),
+                             torch.cat([layer.stats.mins.to(device) for layer in layers]),
+                             torch.cat([layer.stats.maxs.to(device) for layer in layers]))
+        return cls("*", "*", sample.scores.shape[1], (0, 0), top, stats, sample)
+
     def examples(self, channel: int) -> list[Example]:
         """The channel's top images, best first (fewer than k when the dataset is small)."""
         keys = self.top.keys[channel].cpu()
@@ -125,14 +165,16 @@ class LayerState:
     def to_state(self) -> dict[str, Any]:
         """Plain tensors and numbers, for ``torch.save`` / ``torch.load(weights_only=True)``."""
         sample, size = self.sample, self.sample.size
+        # Copies: a layer may be a view into a run's combined state (see part()), and
+        # torch.save would otherwise write the whole underlying storage.
         return {"name": self.name, "module": self.module, "channels": self.channels,
-                "map_size": list(self.map_size), "keys": self.top.keys.cpu(),
-                "positions": self.top.positions.cpu(), "count": self.stats.count,
-                "sums": self.stats.sums.cpu(), "mins": self.stats.mins.cpu(),
-                "maxs": self.stats.maxs.cpu(), "capacity": sample.capacity,
+                "map_size": list(self.map_size), "keys": self.top.keys.cpu().clone(),
+                "positions": self.top.positions.cpu().clone(), "count": self.stats.count,
+                "sums": self.stats.sums.cpu().clone(), "mins": self.stats.mins.cpu().clone(),
+                "maxs": self.stats.maxs.cpu().clone(), "capacity": sample.capacity,
                 "priorities": torch.from_numpy(sample.priorities[:size].copy()),
                 "images": torch.from_numpy(sample.images[:size].copy()),
-                "scores": sample.scores[:size].cpu()}
+                "scores": sample.scores[:size].cpu().clone()}
 
     @classmethod
     def from_state(cls, data: dict[str, Any],

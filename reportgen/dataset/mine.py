@@ -1,11 +1,10 @@
 """One streaming pass over a dataset: what excites each channel, and how much it usually fires.
 
-For every image and channel, the forward hook takes the spatial maximum of the *shown map*
-(the conv output, or max(0, output) with ``rectify``) and folds the batch into each layer's
-:class:`LayerState`. Nothing proportional to the number of images is kept, and per batch the
-hook does a handful of tensor ops per layer: one amax over the map (the only pass over the
-activation, which is read in place, never copied), a (C, k + B) topk, and an argmax over only
-those maps whose image enters a top-k.
+For every image and channel, the forward hooks (:mod:`reportgen.dataset.hooks`) take the
+spatial maximum of the *shown map* (the conv output, or max(0, output) with ``rectify``) and
+where it is, and each batch is folded into every layer's :class:`LayerState`. Nothing
+proportional to the number of images is kept. This module drives the run: decoding, the
+progress bar, checkpoints and resuming.
 """
 from __future__ import annotations
 
@@ -15,20 +14,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from reportgen.capture import ConvHooks, conv_layers, record_name
+from reportgen.capture import ConvHooks, conv_layers
 from reportgen.errors import ReportError
 from reportgen.preprocess import Preprocessing
 
-from reportgen.dataset.decode import Batch, Skipped, batches
+from reportgen.dataset.decode import Skipped, batches
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.layer import Example, LayerState
 from reportgen.dataset.state import (SavedRun, load_state, model_fingerprint, remove_state,
                                      run_fingerprint, save_state)
-from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE, priority
+from reportgen.dataset.hooks import Miner
+from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
 from reportgen.dataset.topk import MAX_IMAGES
 
 DEFAULT_K = 9
@@ -122,7 +121,8 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
         saved = load_state(state_file, fingerprint, torch_device) if resume else None
     run = saved or SavedRun(fingerprint, 0, {}, [])
     resumed_from = run.done
-    miner = _Miner(run.layers, options, torch_device)
+    miner = Miner(run.layers, k=options.k, rectify=options.rectify,
+                  sample_size=options.sample_size, device=torch_device)
     bar = _progress_bar(len(order), run.done, progress)
     original = _device_of(model)
     count = 0
@@ -139,6 +139,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
                 count += 1
                 bar.update(batch.count)
                 if state_file is not None and (run.done - last_saved >= checkpoint_every):
+                    run.layers = miner.states()
                     save_state(state_file, run)
                     last_saved = run.done
                 if on_batch is not None:
@@ -147,6 +148,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     finally:
         bar.close()
         model.to(original)
+    run.layers = miner.states()
     decoded = run.done - len(run.skipped)
     if decoded == 0:
         first = run.skipped[0]
@@ -156,55 +158,6 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
         remove_state(state_file)
     return MineResult(files, options, preprocessing, run.layers, decoded, run.skipped,
                       resumed_from, time.perf_counter() - started)
-
-
-class _Miner:
-    """The hook callback: folds each conv output of the current batch into its layer state."""
-
-    def __init__(self, layers: dict[str, LayerState], options: MineOptions,
-                 device: torch.device) -> None:
-        self.layers = layers
-        self.options = options
-        self.device = device
-        self.calls: dict[str, int] = {}
-        self.images = torch.empty(0, dtype=torch.int64)
-        self.priorities = np.empty(0, dtype=np.int64)
-
-    def run(self, model: nn.Module, batch: Batch, files: DatasetFiles) -> None:
-        if not batch.images.shape[0]:
-            return
-        self.calls = {}
-        self.images = batch.indices.to(self.device)
-        self.priorities = np.array([priority(files.paths[i]) for i in batch.indices.tolist()],
-                                   dtype=np.int64)
-        with torch.no_grad():
-            model(_laid_out(batch.images.to(self.device), model))
-
-    def __call__(self, name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
-        # ConvHooks counts calls over the whole run; a module's n-th call *in this batch*
-        # is what names it (``layer@2``), as in the single-image report.
-        nth = self.calls[name] = self.calls.get(name, 0) + 1
-        recorded = record_name(name, nth)
-        flat = output.detach().flatten(2)  # (B, C, H*W): a view, channels-last included
-        raw = flat.amax(dim=2).float()
-        scores = raw.clamp_min(0) if self.options.rectify else raw
-        state = self.layers.get(recorded)
-        if state is None:
-            state = self.layers[recorded] = LayerState.new(
-                recorded, name, int(output.shape[1]),
-                (int(output.shape[2]), int(output.shape[3])), k=self.options.k,
-                sample_size=self.options.sample_size, device=self.device)
-        rectify = self.options.rectify
-
-        def locate(rows: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-            # First maximum in row-major order; a rectified map whose maximum is <= 0 shows
-            # only zeros, whose first maximum is (0, 0).
-            found = flat[rows, channels].argmax(dim=1)
-            if rectify:
-                found = torch.where(raw[rows, channels] > 0, found, 0)
-            return found
-
-        state.update(scores, self.images, self.priorities, locate)
 
 
 def _check_options(options: MineOptions, files: int) -> None:
@@ -238,17 +191,6 @@ def _progress_bar(total: int, done: int, enabled: bool | None) -> Any:
         enabled = sys.stderr.isatty()
     return tqdm(total=total, initial=done, unit="img", desc="dataset", file=sys.stderr,
                 disable=not enabled, dynamic_ncols=True, smoothing=0.1)
-
-
-def _laid_out(batch: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Channels-last for torchvision's models, as the single-image build runs them.
-
-    (Same rule as ``reportgen.build._laid_out``: oneDNN is faster and leaner on
-    channels-last for those; a user's module may ``.view()`` activations, which breaks it.)
-    """
-    if type(model).__module__.startswith("torchvision.models."):
-        return batch.contiguous(memory_format=torch.channels_last)
-    return batch.contiguous()
 
 
 def _device_of(model: nn.Module) -> torch.device:

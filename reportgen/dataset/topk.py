@@ -28,10 +28,11 @@ Locate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def sort_keys(scores: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """int64 keys for float scores and image indices (broadcast); NaN ranks as -inf."""
-    scores = scores.float() + 0.0  # -0.0 becomes +0.0: equal scores must give equal high halves
-    scores = torch.where(torch.isnan(scores), float("-inf"), scores)
+    # + 0.0 turns -0.0 into +0.0: equal scores must give equal high halves.
+    scores = torch.nan_to_num(scores.float() + 0.0, nan=float("-inf"), posinf=float("inf"),
+                              neginf=float("-inf"))
     bits = scores.view(torch.int32)
-    ordered = torch.where(bits < 0, bits ^ _FLIP, bits).to(torch.int64)
+    ordered = (bits ^ ((bits >> 31) & _FLIP)).to(torch.int64)  # negatives: flip all but sign
     return (ordered << 32) | (_LOW - images.to(torch.int64))
 
 
@@ -71,7 +72,10 @@ class TopK:
         so the per-batch cost is one (C, k + B) topk, not an argmax over every map.
         """
         k = self.k
-        candidates = torch.cat([self.keys, sort_keys(scores, images[:, None]).T], dim=1)
+        batch = sort_keys(scores, images[:, None]).T  # (C, B)
+        if not bool((batch > self.keys[:, -1:]).any()):
+            return self  # nothing beats any channel's k-th best: the common case in long runs
+        candidates = torch.cat([self.keys, batch], dim=1)
         keys, chosen = candidates.topk(k, dim=1)
         positions = self.positions.gather(1, chosen.clamp(max=k - 1))
         channel, slot = (chosen >= k).nonzero(as_tuple=True)
