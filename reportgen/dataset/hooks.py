@@ -105,16 +105,17 @@ class Miner:
         peaks = columns.amax(dim=2)  # (B, C), in the output's dtype
         raw = peaks.float()
         scores = raw.clamp_min(0) if self.rectify else raw
-        # Only maps that can enter the channel's top-k need a position: those among the
-        # batch's own k best that also beat the channel's k-th best so far.
-        keys = sort_keys(scores, self._images[:, None])
-        entering = torch.ones_like(keys, dtype=torch.bool)
-        if keys.shape[0] > self.k:
-            entering &= keys >= keys.topk(self.k, dim=0).values[-1]
+        # Only maps that can enter the channel's top-k need a position: on the first batch
+        # all of them, later those whose key beats the channel's k-th best so far (keys, not
+        # scores, so that a dead channel's equal maxima do not all qualify again and again).
+        # Also keeping only the batch's own k best per channel cost more than it saved.
         slot = self.slots.get(recorded)
-        if slot is not None and self.combined is not None:
-            entering &= keys > self._threshold[slot.start:slot.stop]
-        rows, channels = entering.nonzero(as_tuple=True)
+        if slot is None or self.combined is None:
+            rows, channels = torch.ones_like(scores, dtype=torch.bool).nonzero(as_tuple=True)
+        else:
+            keys = sort_keys(scores, self._images[:, None])
+            rows, channels = (keys > self._threshold[slot.start:slot.stop]).nonzero(
+                as_tuple=True)
         positions = first_peaks(output, columns, peaks, rows, channels)
         if self.rectify:  # a rectified map whose maximum is <= 0 shows zeros: first is (0, 0)
             positions = torch.where(raw[rows, channels] > 0, positions, 0)
