@@ -278,3 +278,20 @@ def test_first_peak_is_the_first_in_row_major_order(channels_last: bool) -> None
     found = first_peaks(maps, columns, peaks, images, channels)
     assert found.tolist() == [1 * 6 + 4, 2 * 6 + 3, 0, 4 * 6 + 5, 2, 29]
     assert found.tolist() == maps.flatten(2).argmax(dim=2)[images, channels].tolist()
+
+
+def test_progress_bar_only_when_asked_or_on_a_tty(model: nn.Module, files: DatasetFiles,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    small = list_dataset(files.root, limit=2)
+    mine(model, small, PRE, MineOptions(("conv1",)), device="cpu")  # stderr is not a TTY
+    assert capsys.readouterr().err == ""
+    mine(model, small, PRE, MineOptions(("conv1",)), progress=True)
+    assert "2/2" in capsys.readouterr().err
+
+
+def test_devices(model: nn.Module, files: DatasetFiles) -> None:
+    with pytest.raises(ReportError, match="Unknown device"):
+        mine(model, files, PRE, device="tpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ReportError, match="no CUDA GPU"):
+            mine(model, files, PRE, device="cuda")
