@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -82,7 +82,6 @@ class MineResult:
     skipped: list[Skipped]
     resumed_from: int = 0  # files already done by a saved state when this run started
     seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
 
     def examples(self, layer: str, channel: int) -> list[DatasetExample]:
         return [DatasetExample(self.files.paths[example.image], example)
