@@ -35,12 +35,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reportgen.capture import ConvHooks, conv_layers  # noqa: E402
 from reportgen.dataset.decode import Batch, batches  # noqa: E402
 from reportgen.dataset.files import DatasetFiles, list_dataset  # noqa: E402
 from reportgen.dataset.hooks import Miner, _laid_out  # noqa: E402
 from reportgen.dataset.mine import MineOptions, mine  # noqa: E402
-from reportgen.preprocess import Preprocessing  # noqa: E402
+from reportgen.forward.hooks import ConvHooks, conv_layers  # noqa: E402
+from reportgen.inputs.preprocess import Preprocessing  # noqa: E402
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "horse", "brick", "grass")
 
@@ -74,12 +74,12 @@ def make_images(folder: Path, count: int) -> None:
 
 
 def model_and_preprocessing() -> tuple[torch.nn.Module, Preprocessing, str]:
-    from reportgen.models import load_model
+    from reportgen.inputs.models import load_model
 
     try:
         loaded = load_model("mobilenet_v2", "IMAGENET1K_V1")
         weights = "IMAGENET1K_V1"
-    except Exception:  # weights not installed: random weights cost the same to run
+    except Exception:  # noqa: BLE001 - no weights installed: random ones cost the same
         loaded = load_model("mobilenet_v2", "none")
         weights = "random"
     return loaded.module.eval(), Preprocessing.from_preset(loaded.preprocessing), weights
@@ -160,7 +160,7 @@ def main() -> None:
     print(f"mined forward: {mined_rate:7.1f} images/s  (runs: "
           f"{', '.join(f'{t:.2f}' for t in mined)} s)")
     print(f"mined / bare:  {mined_rate / bare_rate:.3f}")
-    share = statistics.median(h / m for h, m in zip(hooks, mined))
+    share = statistics.median(h / m for h, m in zip(hooks, mined, strict=False))
     print(f"time inside the hooks: {100 * share:.1f}% of the mined runs "
           f"(so mined/bare would be {1 - share:.3f} with the forward itself unchanged)")
     print(f"mine() end to end with {args.workers} decode workers: "

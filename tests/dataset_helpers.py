@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from reportgen.capture import ConvHooks, record_name
 from reportgen.errors import ReportError
-from reportgen.images import load_image
-from reportgen.preprocess import Preprocessing
+from reportgen.forward.hooks import ConvHooks, record_name
+from reportgen.inputs.images import load_image
+from reportgen.inputs.preprocess import Preprocessing
 
 #: Files that must be reported as skipped, each with a reason.
 JUNK = ("junk/notes.png", "junk/empty.jpg", "junk/truncated.png", "junk/broken.jpg")
@@ -110,7 +110,8 @@ def brute_force(model: nn.Module, paths: list[Path], preprocessing: Preprocessin
                      {k: torch.stack(v) for k, v in positions.items()}, ok)
 
 
-def expected_top(reference: Reference, layer: str, channel: int, k: int) -> list[tuple[int, float, int]]:
+def expected_top(reference: Reference, layer: str, channel: int,
+                 k: int) -> list[tuple[int, float, int]]:
     """(image index, score, flat position) best first; ties to the lower image index."""
     decoded = [index for index, ok in enumerate(reference.ok) if ok]
     scores = reference.scores[layer][:, channel].tolist()

@@ -13,12 +13,18 @@ from PIL import Image
 from torch import nn
 
 from dataset_helpers import make_dataset, one_torch_thread  # noqa: F401
-from reportgen.dataset.crops import (CROP_DIR, OUTLINE, SHEET_CHANNELS, crop_window, cut_crop,
-                                     write_crops)
+from reportgen.dataset.crops import (
+    CROP_DIR,
+    OUTLINE,
+    SHEET_CHANNELS,
+    crop_window,
+    cut_crop,
+    write_crops,
+)
 from reportgen.dataset.files import list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import Box, ReceptiveField, receptive_fields
-from reportgen.preprocess import Preprocessing
+from reportgen.inputs.preprocess import Preprocessing
 
 SIDE, SQUARE = 48, 6
 PRE = Preprocessing(SIDE, SIDE)
@@ -70,7 +76,8 @@ def test_planted_field_is_known() -> None:
     assert fields["window"] == ReceptiveField((7, 7), (2, 2), (-3, -3)) == fields["copy"]
 
 
-def test_crops_contain_the_square(mined: MineResult, squares: tuple[Path, dict[str, tuple[int, int]]],
+def test_crops_contain_the_square(mined: MineResult,
+                                  squares: tuple[Path, dict[str, tuple[int, int]]],
                                   tmp_path: Path) -> None:
     fields = receptive_fields(SquareDetector())
     layers = write_crops(mined, fields, tmp_path, crop_size=28)

@@ -1,8 +1,8 @@
 """Which files a dataset run sees, and what happens to the ones that are not images."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ from dataset_helpers import HIDDEN, JUNK, make_dataset, one_torch_thread  # noqa
 from reportgen.dataset.decode import batches
 from reportgen.dataset.files import list_dataset
 from reportgen.errors import ReportError
-from reportgen.preprocess import Preprocessing
+from reportgen.inputs.preprocess import Preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def test_limit_keeps_the_first_files(dataset: Path) -> None:
 
 def test_list_file_paths_are_relative_to_it(dataset: Path, tmp_path: Path) -> None:
     listing = dataset / "photos" / "list.txt"
-    listing.write_text("# some photos\n\ncamera.png\n  crops/rocket.jpg  \n../faces/group1/face001.png\n")
+    listing.write_text("# some photos\n\ncamera.png\n  crops/rocket.jpg  \n"
+                       "../faces/group1/face001.png\n")
     try:
         files = list_dataset(listing)
         assert files.kind == "list" and files.root == dataset / "photos"

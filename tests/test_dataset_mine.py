@@ -10,8 +10,14 @@ import torchvision
 from torch import nn
 
 from conftest import hooks_left
-from dataset_helpers import (JUNK, Reference, brute_force, expected_top, make_dataset,
-                             one_torch_thread)  # noqa: F401
+from dataset_helpers import (
+    JUNK,
+    Reference,
+    brute_force,
+    expected_top,
+    make_dataset,
+    one_torch_thread,  # noqa: F401
+)
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.hooks import column_maxima, first_peaks
 from reportgen.dataset.layer import LayerState
@@ -19,7 +25,7 @@ from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.stats import QuantileSample, priority, rank_error
 from reportgen.dataset.topk import TopK, key_images, key_scores, sort_keys
 from reportgen.errors import ReportError
-from reportgen.preprocess import Preprocessing
+from reportgen.inputs.preprocess import Preprocessing
 
 LAYERS = ("conv1", "layer1.0.conv2", "layer3.1.conv1")
 PRE = Preprocessing(64, 64)
@@ -59,7 +65,7 @@ def _assert_same(a: MineResult, b: MineResult) -> None:
     """Same images and positions; scores equal up to the model's own batch-size jitter."""
     assert list(a.layers) == list(b.layers)
     for name in a.layers:
-        for top_a, top_b in zip(_tops(a, name), _tops(b, name)):
+        for top_a, top_b in zip(_tops(a, name), _tops(b, name), strict=False):
             assert [(i, y, x) for i, _, y, x in top_a] == [(i, y, x) for i, _, y, x in top_b]
             assert np.allclose([s for _, s, _, _ in top_a], [s for _, s, _, _ in top_b],
                                atol=1e-5, rtol=1e-5)
@@ -67,7 +73,8 @@ def _assert_same(a: MineResult, b: MineResult) -> None:
         assert sa.stats.count == sb.stats.count
         assert torch.allclose(sa.stats.mean, sb.stats.mean, atol=1e-5)
         assert torch.allclose(sa.quantiles(), sb.quantiles(), atol=1e-5)
-        assert sorted(sa.sample.images[:sa.sample.size]) == sorted(sb.sample.images[:sb.sample.size])
+        assert (sorted(sa.sample.images[:sa.sample.size])
+                == sorted(sb.sample.images[:sb.sample.size]))
     assert a.skipped == b.skipped and a.decoded == b.decoded
 
 
@@ -81,7 +88,8 @@ def test_top_k_equals_brute_force(result: MineResult, reference: Reference) -> N
             got = state.examples(channel)
             assert [e.image for e in got] == [image for image, _, _ in want], (name, channel)
             assert [e.y * width + e.x for e in got] == [where for _, _, where in want]
-            assert np.allclose([e.score for e in got], [s for _, s, _ in want], atol=1e-5, rtol=1e-5)
+            assert np.allclose([e.score for e in got], [s for _, s, _ in want],
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_statistics_equal_brute_force(result: MineResult, reference: Reference) -> None:
@@ -218,7 +226,8 @@ def test_percentile_of_a_planted_channel() -> None:
 def test_sample_quantiles_within_the_stated_error() -> None:
     generator = np.random.default_rng(0)
     images, channels, capacity = 20000, 6, 1000
-    data = np.concatenate([generator.normal(size=(images, 2)), generator.exponential(size=(images, 2)),
+    data = np.concatenate([generator.normal(size=(images, 2)),
+                           generator.exponential(size=(images, 2)),
                            generator.integers(0, 5, size=(images, 2))], axis=1).astype(np.float32)
     priorities = np.array([priority(f"images/{i:05d}.jpg") for i in range(images)])
     sample = QuantileSample.empty(channels, capacity)

@@ -10,8 +10,8 @@ import torchvision
 from torch import nn
 
 from dataset_helpers import one_torch_thread  # noqa: F401
-from reportgen.capture import ConvHooks
 from reportgen.dataset.receptive import Box, ReceptiveField, receptive_fields
+from reportgen.forward.hooks import ConvHooks
 
 
 class Planted(nn.Module):

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -14,7 +14,7 @@ from dataset_helpers import make_dataset, one_torch_thread  # noqa: F401
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineProgress, MineResult, mine
 from reportgen.dataset.state import state_path
-from reportgen.preprocess import Preprocessing
+from reportgen.inputs.preprocess import Preprocessing
 
 PRE = Preprocessing(48, 48)
 OPTIONS = MineOptions(("conv1", "layer2.0.conv1"), k=4, sample_size=8)

@@ -12,8 +12,7 @@ from reportgen.dataset.crops import CroppedExample, CropRef, LayerCrops, write_c
 from reportgen.dataset.decode import Skipped
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.layer import ChannelSummary, Example, LayerState
-from reportgen.dataset.mine import (DatasetExample, MineOptions, MineProgress, MineResult,
-                                    mine)
+from reportgen.dataset.mine import DatasetExample, MineOptions, MineProgress, MineResult, mine
 from reportgen.dataset.receptive import Box, ReceptiveField, receptive_fields
 from reportgen.dataset.state import state_path
 

@@ -23,19 +23,20 @@ that fit ``memory_budget`` bytes, and each chunk decodes only the images it need
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from reportgen.pngio import PngWriter
-from reportgen.recorder import IMAGE_DIR, slugify
-
 from reportgen.dataset.decode import batches
 from reportgen.dataset.mine import MineResult
 from reportgen.dataset.receptive import Box, ReceptiveField
+from reportgen.forward.recorder import slugify
+from reportgen.pictures.pngio import PngWriter
+from reportgen.report.model import IMAGE_DIR
 
 log = logging.getLogger(__name__)
 DEFAULT_CROP = 64
@@ -204,7 +205,7 @@ def _fill(result: MineResult, numbers: list[int], chunk: list[int], sheets: list
         for item in batch.skipped:
             log.warning("Image %s no longer decodes (%s); its crops stay blank.", item.path,
                         item.reason)
-        for index, image in zip(batch.indices.tolist(), batch.images):
+        for index, image in zip(batch.indices.tolist(), batch.images, strict=False):
             picture = preprocessing.to_picture(image[None])
             for slot in wanted[index]:
                 pixels = sheets[slot.sheet].pixels

@@ -2,24 +2,23 @@
 
 Decoding JPEGs and resizing them costs as much CPU as a small model's forward pass, so it runs
 in ``workers`` processes beside the model. Each file goes through exactly what ``--image``
-does (:func:`reportgen.images.load_image`, then the report's :class:`Preprocessing`), so a
+does (:func:`reportgen.inputs.images.load_image`, then the report's :class:`Preprocessing`), so a
 channel's top images look to the model as they would in a single-image report. A file that
 does not decode is not fatal in a folder of thousands: it comes back as a :class:`Skipped`
 with the one-line reason the single-image report would have printed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from reportgen.errors import ReportError
-from reportgen.images import load_image
-from reportgen.preprocess import Preprocessing
-
 from reportgen.dataset.files import DatasetFiles
+from reportgen.errors import ReportError
+from reportgen.inputs.images import load_image
+from reportgen.inputs.preprocess import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from reportgen.capture import record_name
-
 from reportgen.dataset.decode import Batch
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.layer import LayerState
 from reportgen.dataset.stats import priority
-from reportgen.dataset.topk import EMPTY, sort_keys
+from reportgen.dataset.topk import sort_keys
+from reportgen.forward.device import laid_out
+from reportgen.forward.hooks import record_name
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Miner:
         if self.combined is not None:  # the k-th best key of every channel, before this batch
             self._threshold = self.combined.top.keys[:, -1]
         with torch.no_grad():
-            model(_laid_out(batch.images.to(self.device), model))
+            model(laid_out(batch.images.to(self.device), model))
         self._merge(np.array([priority(files.paths[i]) for i in batch.indices.tolist()],
                              dtype=np.int64))
 
@@ -185,17 +185,3 @@ def first_peaks(output: torch.Tensor, columns_max: torch.Tensor, peaks: torch.Te
         maps = output[images[tied], channels[tied]].flatten(1)
         found[tied] = (maps == target[tied, None]).to(torch.uint8).argmax(dim=1)
     return found
-
-
-def _laid_out(batch: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Channels-last for torchvision's models, as the single-image build runs them.
-
-    (Same rule as ``reportgen.build._laid_out``: oneDNN is faster and leaner on
-    channels-last for those; a user's module may ``.view()`` activations, which breaks it.)
-    """
-    if type(model).__module__.startswith("torchvision.models."):
-        return batch.contiguous(memory_format=torch.channels_last)
-    return batch.contiguous()
-
-
-assert EMPTY < 0  # the threshold of an empty slot lets every real key through

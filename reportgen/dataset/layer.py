@@ -7,8 +7,9 @@ both give the same top-k and the same sample as one uninterrupted run.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ class LayerState:
 
     @classmethod
     def new(cls, name: str, module: str, channels: int, map_size: tuple[int, int], *, k: int,
-            sample_size: int, device: torch.device | str = "cpu") -> "LayerState":
+            sample_size: int, device: torch.device | str = "cpu") -> LayerState:
         return cls(name, module, channels, map_size, TopK.empty(channels, k, device),
                    ChannelStats.empty(channels, device),
                    QuantileSample.empty(channels, sample_size, device))
@@ -72,7 +73,7 @@ class LayerState:
         self.stats.update(scores)
         self.sample.update(priorities, images.cpu().numpy(), scores)
 
-    def merge(self, other: "LayerState") -> "LayerState":
+    def merge(self, other: LayerState) -> LayerState:
         """The state of both image sets together (they must not share images)."""
         if (self.name, self.channels, self.map_size) != (other.name, other.channels,
                                                          other.map_size):
@@ -83,7 +84,7 @@ class LayerState:
                           self.sample.merge(other.sample))
 
     def part(self, name: str, module: str, start: int, stop: int,
-             map_size: tuple[int, int]) -> "LayerState":
+             map_size: tuple[int, int]) -> LayerState:
         """Channels [start, stop) as a layer of their own (views, not copies).
 
         A run keeps all layers in one combined state, so that each batch costs one topk and
@@ -97,8 +98,8 @@ class LayerState:
         return LayerState(name, module, stop - start, map_size, top, stats, sample)
 
     @classmethod
-    def combine(cls, layers: Sequence["LayerState"],
-                device: torch.device | str = "cpu") -> "LayerState":
+    def combine(cls, layers: Sequence[LayerState],
+                device: torch.device | str = "cpu") -> LayerState:
         """The layers' channels side by side; they must come from one run (same images)."""
         first = layers[0]
         for layer in layers[1:]:
@@ -129,7 +130,7 @@ class LayerState:
         width = self.map_size[1]
         found = []
         for image, score, position in zip(key_images(keys).tolist(),
-                                          key_scores(keys).tolist(), positions):
+                                          key_scores(keys).tolist(), positions, strict=False):
             if image >= 0:
                 found.append(Example(image, score, position // width, position % width))
         return found
@@ -178,7 +179,7 @@ class LayerState:
 
     @classmethod
     def from_state(cls, data: dict[str, Any],
-                   device: torch.device | str = "cpu") -> "LayerState":
+                   device: torch.device | str = "cpu") -> LayerState:
         channels = int(data["channels"])
         sample = QuantileSample.empty(channels, int(data["capacity"]), device)
         size = int(data["priorities"].shape[0])

@@ -10,25 +10,32 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from reportgen.capture import ConvHooks, conv_layers
-from reportgen.errors import ReportError
-from reportgen.preprocess import Preprocessing
-
 from reportgen.dataset.decode import Skipped, batches
 from reportgen.dataset.files import DatasetFiles
-from reportgen.dataset.layer import Example, LayerState
-from reportgen.dataset.state import (SavedRun, load_state, model_fingerprint, remove_state,
-                                     run_fingerprint, save_state)
 from reportgen.dataset.hooks import Miner
+from reportgen.dataset.layer import Example, LayerState
+from reportgen.dataset.state import (
+    SavedRun,
+    load_state,
+    model_fingerprint,
+    remove_state,
+    run_fingerprint,
+    save_state,
+)
 from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
 from reportgen.dataset.topk import MAX_IMAGES
+from reportgen.errors import ReportError
+from reportgen.forward.device import device_of
+from reportgen.forward.hooks import ConvHooks, conv_layers
+from reportgen.inputs.preprocess import Preprocessing
 
 DEFAULT_K = 9
 DEFAULT_CHECKPOINT_EVERY = 256
@@ -38,7 +45,7 @@ DEFAULT_CHECKPOINT_EVERY = 256
 class MineOptions:
     """What decides the result (and so the resume fingerprint); run-control lives elsewhere.
 
-    ``layers``: conv module paths (as :func:`reportgen.capture.conv_layers` names them), or
+    ``layers``: conv module paths (as :func:`reportgen.forward.hooks.conv_layers` names them), or
     ``None`` for every conv. ``k``: examples kept per channel. ``rectify``: rank by
     max(0, output), as the report's ``--rectify`` shows. ``sample_size``: images in the
     quantile sample (memory ``4 * sample_size`` bytes per channel; see
@@ -123,7 +130,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     miner = Miner(run.layers, k=options.k, rectify=options.rectify,
                   sample_size=options.sample_size, device=torch_device)
     bar = _progress_bar(len(order), run.done, progress)
-    original = _device_of(model)
+    original = device_of(model)
     count = 0
     try:
         model.to(torch_device)
@@ -200,9 +207,3 @@ def _device(device: str | torch.device) -> torch.device:
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ReportError("--device cuda was asked for but no CUDA GPU is available; use cpu.")
     return chosen
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")

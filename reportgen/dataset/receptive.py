@@ -21,13 +21,13 @@ on the whole image by construction; its measured field is then the whole (larges
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
 
-from reportgen.capture import ConvHooks, record_name
+from reportgen.forward.hooks import ConvHooks, record_name
 
 #: Modules that are the identity on positive inputs, or that rescale without moving anything:
 #: they must not cut gradients (ReLU6 saturates, BatchNorm may have zero weights).
@@ -58,7 +58,7 @@ class Box:
     def width(self) -> int:
         return self.right - self.left
 
-    def clipped(self, height: int, width: int) -> "Box":
+    def clipped(self, height: int, width: int) -> Box:
         return Box(max(self.top, 0), max(self.left, 0), min(self.bottom, height),
                    min(self.right, width))
 

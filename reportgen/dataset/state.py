@@ -21,9 +21,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,7 +107,7 @@ def load_state(path: Path, fingerprint: str,
                    for s in data["skipped"]]
         return SavedRun(fingerprint, int(data["done"]),
                         {layer.name: layer for layer in layers}, skipped)
-    except Exception as error:  # a damaged file is a reason to start over, not to fail
+    except Exception as error:  # noqa: BLE001 - a damaged file means start over, not fail
         log.warning("Ignoring unreadable dataset state %s (%s); starting over.", path.name,
                     error)
         return None

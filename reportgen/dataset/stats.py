@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ class ChannelStats:
     maxs: torch.Tensor  # (C,) float32, -inf when count is 0
 
     @classmethod
-    def empty(cls, channels: int, device: torch.device | str = "cpu") -> "ChannelStats":
+    def empty(cls, channels: int, device: torch.device | str = "cpu") -> ChannelStats:
         return cls(0, torch.zeros(channels, dtype=torch.float64, device=device),
                    torch.full((channels,), float("inf"), device=device),
                    torch.full((channels,), float("-inf"), device=device))
@@ -68,7 +68,7 @@ class ChannelStats:
         self.mins = torch.minimum(self.mins, scores.amin(dim=0))
         self.maxs = torch.maximum(self.maxs, scores.amax(dim=0))
 
-    def merge(self, other: "ChannelStats") -> "ChannelStats":
+    def merge(self, other: ChannelStats) -> ChannelStats:
         device = self.sums.device
         return ChannelStats(self.count + other.count, self.sums + other.sums.to(device),
                             torch.minimum(self.mins, other.mins.to(device)),
@@ -95,7 +95,7 @@ class QuantileSample:
 
     @classmethod
     def empty(cls, channels: int, capacity: int = DEFAULT_SAMPLE_SIZE,
-              device: torch.device | str = "cpu") -> "QuantileSample":
+              device: torch.device | str = "cpu") -> QuantileSample:
         if capacity < 1:
             raise ValueError(f"sample capacity must be at least 1, not {capacity}")
         return cls(capacity, 0, np.zeros(capacity, np.int64), np.zeros(capacity, np.int64),
@@ -129,7 +129,7 @@ class QuantileSample:
         keep[np.lexsort((images, priorities))[:self.capacity]] = True
         return keep
 
-    def merge(self, other: "QuantileSample") -> "QuantileSample":
+    def merge(self, other: QuantileSample) -> QuantileSample:
         """The sample of the union of two disjoint image sets: exactly what one run keeps."""
         capacity = min(self.capacity, other.capacity)
         device = self.scores.device

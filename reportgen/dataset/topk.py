@@ -9,8 +9,8 @@ results (:meth:`TopK.merge`) all give the same k images, bit for bit.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -57,7 +57,7 @@ class TopK:
     positions: torch.Tensor  # (C, k) int64, flat y * W + x in the layer's map, -1 when empty
 
     @classmethod
-    def empty(cls, channels: int, k: int, device: torch.device | str = "cpu") -> "TopK":
+    def empty(cls, channels: int, k: int, device: torch.device | str = "cpu") -> TopK:
         return cls(torch.full((channels, k), EMPTY, dtype=torch.int64, device=device),
                    torch.full((channels, k), -1, dtype=torch.int64, device=device))
 
@@ -65,7 +65,7 @@ class TopK:
     def k(self) -> int:
         return int(self.keys.shape[1])
 
-    def update(self, scores: torch.Tensor, images: torch.Tensor, locate: Locate) -> "TopK":
+    def update(self, scores: torch.Tensor, images: torch.Tensor, locate: Locate) -> TopK:
         """Merge a batch: ``scores`` (B, C) spatial maxima of images ``images`` (B,).
 
         Positions are looked up only for the (few) candidates that make it into the top-k,
@@ -83,7 +83,7 @@ class TopK:
             positions[channel, slot] = locate(chosen[channel, slot] - k, channel)
         return TopK(keys, positions)
 
-    def merge(self, other: "TopK") -> "TopK":
+    def merge(self, other: TopK) -> TopK:
         """The top-k of the union of two disjoint sets of images (order does not matter)."""
         candidates = torch.cat([self.keys, other.keys.to(self.keys.device)], dim=1)
         positions = torch.cat([self.positions, other.positions.to(self.keys.device)], dim=1)
