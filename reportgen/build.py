@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
@@ -51,6 +52,7 @@ from reportgen.report.model import (
     Capture,
     FilterPicture,
     InputRecord,
+    LayerDataset,
     LayerRecord,
     ModelInfo,
     Prediction,
@@ -142,7 +144,10 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     colormap_lut(chosen_options.cmap)  # an unknown colormap fails before any work is done
     torch_device = parse_device(chosen_options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
-    sources = [load_image(item) for item in _images(image)]
+    if image is None and chosen_options.dataset is None:
+        raise ReportError("No image was given; pass an image, or --dataset to use its first.")
+    sources = [load_image(item) for item in _images(image)] if image is not None else []
+    files = dataset_files(chosen_options)
     if isinstance(model, str) and chosen_options.size is not None:
         _check_size_before_loading(model, chosen_options.size)
     clock.lap("image")
@@ -155,6 +160,15 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     if not chosen:
         raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to show.")
     preprocessing = Preprocessing.from_preset(loaded.preprocessing, chosen_options.size)
+    dataset = None
+    if files is not None:
+        say(f"Mining {len(files)} dataset files for each channel's top {chosen_options.top_k} "
+            "images ...")
+        dataset = mine_for_report(loaded.module, files, chosen, preprocessing, chosen_options,
+                                  target, loaded.weights.get("sha256"), show_progress)
+        clock.lap("dataset")
+        if not sources:
+            sources = [load_image(dataset.first_image())]
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
     batch = torch.cat([preprocessing(source.rgb) for source in sources])
@@ -166,7 +180,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                 core_left_for_png(batch.shape[-2] * batch.shape[-1]):
             say(f"Running {loaded.name} once with hooks on {len(chosen)} conv layers ...")
             with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
-                recorder = ActivationRecorder(site, writer, chosen_options, ticker.update)
+                recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
+                                              dataset.peaks() if dataset else None)
                 logits = _forward(loaded, batch, torch_device, recorder, chosen)
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
@@ -174,7 +189,10 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             for number in range(len(sources)):
                 writer.submit(preprocessing.to_picture(batch[number:number + 1]),
                               site / input_png(number))
-            layers = _with_filters(recorder.captures, loaded.module, writer, site)
+            examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
+                        if dataset else {})
+            clock.lap("dataset crops")
+            layers = _with_filters(recorder.captures, loaded.module, writer, site, examples)
             clock.lap("filters")
             with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
                 writer.close(ticker.update)
@@ -187,7 +205,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             inputs=[InputRecord(source.describe(), input_png(number),
                                 _predictions(logits, loaded.categories, number))
                     for number, source in enumerate(sources)],
-            layers=layers)
+            layers=layers, dataset=dataset.summary(chosen_options) if dataset else None)
         written = manifests.write(site, record)
         write_pages(site, record, preprocessing.crop)
         clock.lap("html")
@@ -250,7 +268,7 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
 
 
 def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
-                  site: Path) -> list[LayerRecord]:
+                  site: Path, examples: dict[str, LayerDataset]) -> list[LayerRecord]:
     """Each capture with its conv's filter picture (drawn once per module, shared by calls)."""
     convs = dict(conv_layers(module))
     pictures: dict[str, FilterPicture] = {}
@@ -265,7 +283,7 @@ def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
                                     figure.view, figure.description, figure.layout,
                                     figure.scale, figure.strongest_input, figure.stats)
             pictures[capture.module_name] = picture
-        layers.append(LayerRecord.of(capture, picture))
+        layers.append(LayerRecord.of(capture, picture, examples.get(capture.name)))
     return layers
 
 

@@ -94,6 +94,20 @@ def cli() -> None:
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
               help="Seed for --weights none.")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
+@click.option("--dataset", type=click.Path(), default=DEFAULTS.dataset,
+              help="A folder of images (recursive) or a text file of image paths: add each "
+                   "channel's top dataset examples and dataset statistics. Without -i, the "
+                   "first dataset image is the report's image.")
+@click.option("--top-k", type=int, default=DEFAULTS.top_k, show_default=True,
+              help="Dataset examples kept per channel.")
+@click.option("--limit", type=int, default=DEFAULTS.limit,
+              help="Only the first N dataset files (in sorted path order).")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
+              help="Dataset images per forward pass.")
+@click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True,
+              help="Processes decoding dataset images (0: none, decode in this process).")
+@click.option("--no-resume", "resume", flag_value=False, default=DEFAULTS.resume,
+              help="Start the dataset pass over instead of continuing an interrupted one.")
 @click.option("--self-contained", is_flag=True,
               help="Also write SITE_DIR/report.html: the whole report in one file that opens "
                    "offline (images and assets inlined).")
@@ -104,7 +118,8 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     _configure_logging(verbose, quiet)
     from reportgen.build import build_report
 
-    image: str | list[str] = list(images) if len(images) > 1 else (images or (DEFAULT_IMAGE,))[0]
+    image: str | list[str] | None = list(images) if len(images) > 1 else (
+        images[0] if images else (None if flags.get("dataset") else DEFAULT_IMAGE))
     started = time.perf_counter()
     command = command_line(click.get_current_context(), dict(
         flags, model=model, weights=weights, images=images, site_dir=site_dir))

@@ -45,6 +45,8 @@ CROP_DIR = f"{IMAGE_DIR}/dataset"
 DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20
 OUTLINE = (255, 221, 0)
 BACKGROUND = 32
+#: Crops of one layer in one picture cut together (one resize serves them all).
+CUT_AT_ONCE = 4096
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,19 @@ def _fill(result: MineResult, numbers: list[int], chunk: list[int], sheets: list
                         item.reason)
         for index, image in zip(batch.indices.tolist(), batch.images, strict=False):
             picture = preprocessing.to_picture(image[None])
+            by_field: dict[ReceptiveField, list[_Slot]] = {}
             for slot in wanted[index]:
-                pixels = sheets[slot.sheet].pixels
-                assert pixels is not None
-                pixels[slot.top:slot.top + crop_size, slot.left:slot.left + crop_size] = \
-                    cut_crop(picture, slot.field, slot.y, slot.x, crop_size, fill)
+                by_field.setdefault(slot.field, []).append(slot)
+            for field_slots in by_field.values():
+                for start in range(0, len(field_slots), CUT_AT_ONCE):
+                    group = field_slots[start:start + CUT_AT_ONCE]
+                    crops = cut_crops(picture, group[0].field,
+                                      [(slot.y, slot.x) for slot in group], crop_size, fill)
+                    for slot, crop in zip(group, crops, strict=True):
+                        pixels = sheets[slot.sheet].pixels
+                        assert pixels is not None
+                        pixels[slot.top:slot.top + crop_size,
+                               slot.left:slot.left + crop_size] = crop
 
 
 def crop_window(field: ReceptiveField, y: int, x: int, height: int, width: int) -> Box:
@@ -251,6 +261,44 @@ def cut_crop(picture: np.ndarray, field: ReceptiveField, y: int, x: int, crop_si
              int(np.ceil((cell.bottom - window.top) * scale)),
              int(np.ceil((cell.right - window.left) * scale)))
     return crop
+
+
+def cut_crops(picture: np.ndarray, field: ReceptiveField, positions: list[tuple[int, int]],
+              crop_size: int, fill: tuple[int, ...] = (124, 116, 104)) -> np.ndarray:
+    """:func:`cut_crop` for many positions of one layer in one picture, at once.
+
+    All windows of one layer have the same side, so the picture is padded with ``fill`` and
+    resized to the crops' scale once, and every crop is a slice of that: 119,088 crops of
+    MobileNetV2 (27 layers, 39 images) took 77 s one by one, most of it a canvas and a resize
+    per crop, although deep layers' windows are mostly the same whole picture. Slices start
+    at the nearest whole pixel of the resized picture (under half a crop pixel off).
+    """
+    height, width = picture.shape[:2]
+    windows = [crop_window(field, y, x, height, width) for y, x in positions]
+    sides = {window.height for window in windows}
+    if len(sides) > 1:  # a non-square field clipped differently: crop by crop
+        return np.stack([cut_crop(picture, field, y, x, crop_size, fill) for y, x in positions])
+    side = sides.pop()
+    padded = np.empty((height + 2 * side, width + 2 * side, 3), dtype=np.uint8)
+    padded[:] = np.array(fill, dtype=np.uint8)
+    padded[side:side + height, side:side + width] = picture
+    scale = crop_size / side
+    resample = Image.Resampling.BOX if side >= crop_size else Image.Resampling.NEAREST
+    size = (max(crop_size, round(padded.shape[1] * scale)),
+            max(crop_size, round(padded.shape[0] * scale)))
+    resized = np.asarray(Image.fromarray(padded).resize(size, resample))
+    out = np.empty((len(windows), crop_size, crop_size, 3), dtype=np.uint8)
+    for number, (window, (y, x)) in enumerate(zip(windows, positions, strict=True)):
+        top = min(round((window.top + side) * scale), size[1] - crop_size)
+        left = min(round((window.left + side) * scale), size[0] - crop_size)
+        crop = out[number]
+        crop[:] = resized[top:top + crop_size, left:left + crop_size]
+        cell = field.cell(y, x)
+        _outline(crop, int(np.floor((cell.top - window.top) * scale)) - 1,
+                 int(np.floor((cell.left - window.left) * scale)) - 1,
+                 int(np.ceil((cell.bottom - window.top) * scale)),
+                 int(np.ceil((cell.right - window.left) * scale)))
+    return out
 
 
 def _outline(crop: np.ndarray, top: int, left: int, bottom: int, right: int) -> None:

@@ -21,13 +21,21 @@ on the whole image by construction; its measured field is then the whole (larges
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import logging
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from reportgen.cachedir import cache_dir
 from reportgen.forward.hooks import ConvHooks, record_name
+
+log = logging.getLogger(__name__)
 
 #: Modules that are the identity on positive inputs, or that rescale without moving anything:
 #: they must not cut gradients (ReLU6 saturates, BatchNorm may have zero weights).
@@ -136,6 +144,37 @@ def receptive_fields(model: nn.Module, layers: Sequence[str] | None = None,
     layer's field still touches the border: each layer's backward pass runs at the smallest
     input that shows its whole field (a 32 px input for ResNet-18's layer1).
     """
+    cached = _cache_file(model, layers, start, max_input)
+    try:
+        saved = json.loads(cached.read_text(encoding="utf-8"))
+        return {name: ReceptiveField(tuple(v["size"]), tuple(v["stride"]),
+                                     tuple(v["offset"])) for name, v in saved.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not measured yet (or unreadable): measure
+    found = _measure_all(model, layers, start, max_input)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({name: asdict(field) for name, field in found.items()},
+                                        sort_keys=True), encoding="utf-8")
+        os.replace(temporary, cached)
+    except OSError as error:  # a read-only home is no reason to fail the report
+        log.info("Could not cache receptive fields in %s (%s)", cached.parent, error)
+    return found
+
+
+def _cache_file(model: nn.Module, layers: Sequence[str] | None, start: int,
+                max_input: int) -> Path:
+    """Keyed by the architecture (every module's class and hyperparameters, as repr shows
+    them), the layers and the search: measuring takes seconds to a minute on a CPU, and
+    depends on nothing else."""
+    key = hashlib.sha256(f"{model!r}|{sorted(layers) if layers else None}|{start}|{max_input}"
+                         .encode()).hexdigest()[:24]
+    return cache_dir("receptive-fields") / f"{type(model).__name__}-{key}.json"
+
+
+def _measure_all(model: nn.Module, layers: Sequence[str] | None, start: int,
+                 max_input: int) -> dict[str, ReceptiveField]:
     probe = positive_copy(model)
     found: dict[str, ReceptiveField] = {}
     size = start

@@ -28,7 +28,7 @@ from reportgen.pictures.grids import (
     tile,
 )
 from reportgen.pictures.pngio import PngWriter
-from reportgen.pictures.ranges import picture_range, to_uint8
+from reportgen.pictures.ranges import dataset_range, picture_range, to_uint8
 from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture, ImageActivation
 
 
@@ -47,7 +47,8 @@ class ActivationRecorder:
     """The forward-hook callback: one PNG and one :class:`Capture` per conv call."""
 
     def __init__(self, site: Path, writer: PngWriter, options: BuildOptions,
-                 on_layer: Callable[[], object] | None = None) -> None:
+                 on_layer: Callable[[], object] | None = None,
+                 dataset_peaks: dict[str, torch.Tensor] | None = None) -> None:
         self.site = site
         self.writer = writer
         self.normalize = options.normalize
@@ -56,6 +57,8 @@ class ActivationRecorder:
         self.tile_cap = options.tile_cap
         self.captures: list[Capture] = []
         self.on_layer = on_layer
+        #: Per layer (recorded name), each channel's dataset peak, for --normalize dataset.
+        self.dataset_peaks = dataset_peaks or {}
         self.seconds = 0.0
         self._slugs: set[str] = {"index", "input"}
         (site / IMAGE_DIR).mkdir(exist_ok=True)
@@ -73,8 +76,12 @@ class ActivationRecorder:
         # channel is drawn flat only when it is flat on every image.
         flat = torch.tensor([all(s.channel_flat[k] for s in stats)
                              for k in range(batch.shape[1])])
-        low, high = picture_range(shown if len(stats) > 1 else shown[0], self.normalize, flat)
         full_name = record_name(name, call)
+        maps_shown = shown if len(stats) > 1 else shown[0]
+        if self.normalize == "dataset":
+            low, high = dataset_range(maps_shown, self.dataset_peaks[full_name], flat)
+        else:
+            low, high = picture_range(maps_shown, self.normalize, flat)
         slug = slugify(full_name, self._slugs)
         layout = GridLayout.for_channels(shown.shape[1], shown.shape[2], shown.shape[3])
         views = []

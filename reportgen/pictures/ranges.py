@@ -30,6 +30,8 @@ DESCRIPTIONS = {
     "layer": ("one range for the whole layer, its 1st–99th percentile (each map's outermost "
               "ring left out of the range); values outside are clipped"),
     "minmax": "each channel on its own exact minimum–maximum range (nothing clipped)",
+    "dataset": ("each channel from 0 to its 99th-percentile peak over the dataset, so "
+                "brightness compares this image with the dataset; values outside are clipped"),
 }
 
 
@@ -70,6 +72,17 @@ def picture_range(maps: torch.Tensor, mode: str, flat: torch.Tensor
         low = torch.where(flat, layer_low.expand_as(low), low)
         high = torch.where(flat, layer_high.expand_as(high), high)
     return low, high
+
+
+def dataset_range(maps: torch.Tensor, peaks: torch.Tensor, flat: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """0 to each channel's dataset peak (``peaks``, (C,)); a channel the dataset never
+    excites above 0 falls back to its own robust range on these maps."""
+    own_low, own_high = picture_range(maps, "channel", flat)
+    peaks = peaks.to(own_high.device, own_high.dtype)
+    usable = peaks > 0
+    return (torch.where(usable, torch.zeros_like(own_low), own_low),
+            torch.where(usable, peaks, own_high))
 
 
 def _percentiles(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

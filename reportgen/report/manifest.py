@@ -78,6 +78,13 @@ def to_json(record: ReportRecord) -> dict[str, Any]:
         "predictions": _predictions(record.predictions),
         "layers": [layer_json(layer, several=len(record.inputs) > 1) for layer in record.layers],
     }
+    if record.dataset is not None:
+        summary = record.dataset
+        data["dataset"] = {"root": summary.root, "files": summary.files,
+                           "images": summary.images, "top_k": summary.top_k,
+                           "score": summary.score, "quantile_sample": summary.sample_size,
+                           "skipped": [{"path": path, "reason": reason}
+                                       for path, reason in summary.skipped]}
     if len(record.inputs) > 1:
         data["inputs"] = [{"image": view.image, "input": view.png,
                            "predictions": _predictions(view.predictions)}
@@ -121,6 +128,17 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
         "strongest_input": filters.strongest_input,
         "weight_stats": filters.weight_stats,
     }
+    if layer.dataset is not None:
+        # the examples themselves (17,056 channels x k for MobileNetV2) are in their own file
+        entry["examples"] = layer.dataset.examples_json
+        summaries = layer.dataset.summaries
+        entry["dataset_stats"] = {"count": summaries[0].count if summaries else 0} | {
+            key: [float(f"{getattr(s, key):.6g}") for s in summaries]
+            for key in ("mean", "min", "max", "p50", "p90", "p99")}
+        entry["image_percentile"] = layer.dataset.percentile
+        field = layer.dataset.receptive_field
+        entry["receptive_field"] = {"size": field.size, "stride": field.stride,
+                                    "offset": field.offset}
     if several:  # each image's picture (all on the shared range) and per-channel numbers
         entry["images"] = [{"activation": view.png,
                             "channel_mean": view.stats.channel_mean,

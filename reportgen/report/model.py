@@ -8,7 +8,7 @@ drawn, a :class:`ReportRecord` once the predictions are in. Templates read these
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.forward.hooks import ConvSpec
 from reportgen.forward.stats import FLAT_FRACTION, ActivationStats, rank_channels
@@ -16,6 +16,11 @@ from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
 from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
 from reportgen.pictures.grids import GridLayout
+
+if TYPE_CHECKING:  # the dataset package builds on this module; only its types are needed
+    from reportgen.dataset.crops import CroppedExample
+    from reportgen.dataset.layer import ChannelSummary
+    from reportgen.dataset.receptive import ReceptiveField
 
 #: Folder of the site's pictures, relative to the site.
 IMAGE_DIR = "img"
@@ -61,6 +66,34 @@ class FilterPicture:
 
 
 @dataclass(frozen=True)
+class LayerDataset:
+    """What a dataset says about one layer: each channel's top examples and statistics."""
+
+    examples_json: str  # site-relative JSON file: per channel, its examples (best first)
+    examples: list[list[CroppedExample]]  # per channel, best first
+    summaries: list[ChannelSummary]  # per channel: statistics of the spatial maxima
+    percentile: list[float]  # per channel: % of the dataset the report's image beats
+    receptive_field: ReceptiveField
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """The dataset behind a report: where, how many images, which files were skipped."""
+
+    root: str  # the folder's (or list file's) name, never a full path
+    files: int
+    images: int  # decoded and used
+    skipped: list[tuple[str, str]]  # (dataset-relative path, reason)
+    top_k: int
+    sample_size: int  # images in the quantile sample
+    resumed_from: int  # files a saved state had done when this run started
+
+    @property
+    def score(self) -> str:
+        return "spatial max of the shown map"
+
+
+@dataclass(frozen=True)
 class ImageActivation:
     """One input image's view of a layer: its grid picture and its numbers."""
 
@@ -97,11 +130,14 @@ class LayerRecord:
     activation: ActivationPicture
     images: list[ImageActivation]  # one per input image (a single one for most reports)
     filters: FilterPicture
+    dataset: LayerDataset | None = None  # with --dataset
 
     @classmethod
-    def of(cls, capture: Capture, filters: FilterPicture) -> LayerRecord:
+    def of(cls, capture: Capture, filters: FilterPicture,
+           dataset: LayerDataset | None = None) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
-                   capture.spec, capture.stats, capture.activation, capture.images, filters)
+                   capture.spec, capture.stats, capture.activation, capture.images, filters,
+                   dataset)
 
     @property
     def page(self) -> str:
@@ -165,6 +201,7 @@ class ReportRecord:
     notes: list[str]
     inputs: list[InputRecord]  # one per image; a report of several images shows them side by side
     layers: list[LayerRecord]
+    dataset: DatasetSummary | None = None
 
     @property
     def image(self) -> dict[str, Any]:

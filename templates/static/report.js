@@ -102,6 +102,8 @@
     // numbers; one is shown at a time, and the channel view shows them all in a row.
     this.images = this.data.images;
     this.image = 0;
+    this.dataset = this.data.dataset;
+    this.tileMode = "maps";
     if (this.images) {
       var grids = article.querySelectorAll("img.grid");
       for (var i = 0; i < this.images.length; i++) {
@@ -252,6 +254,12 @@
         if (shown) shown.textContent = zoom.value + " px";
       });
     }
+    Array.prototype.forEach.call(toolbar.querySelectorAll('.tile-choice input[type="radio"]'),
+      function (radio) {
+        radio.addEventListener("change", function () {
+          if (radio.checked) self.setTileMode(radio.value);
+        });
+      });
     this.imageRadios = toolbar.querySelectorAll('.image-choice input[type="radio"]');
     Array.prototype.forEach.call(this.imageRadios, function (radio) {
       radio.addEventListener("change", function () {
@@ -385,6 +393,7 @@
 
     this.fillFilter(k);
     this.fillImages(k);
+    this.fillDataset(k);
     q(".cv-flat").hidden = !d.flat[k];
     q(".cv-mean").textContent = fmt(d.mean[k]);
     q(".cv-max").textContent = fmt(d.max[k]);
@@ -396,6 +405,51 @@
     link.textContent = "#" + id;
     for (var i = 0; i < this.tiles.length; i++) this.tiles[i].classList.remove("is-current");
     this.tiles[k].classList.add("is-current");
+  };
+
+  /* With a dataset: where this image stands, and the channel's top examples as crops. */
+  Layer.prototype.fillDataset = function (k) {
+    var set = this.dataset, list = this.dialog.querySelector(".cv-examples");
+    if (!set || !list) return;
+    var d = this.data, at = set.percentile[k];
+    this.dialog.querySelector(".cv-percentile").textContent = (at === null ? "" :
+      "This image excites channel " + k + " more than " + at.toFixed(1) + "% of the dataset") +
+      " (its peak " + fmt(d.max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
+      ", 99th percentile " + fmt(set.p99[k]) + ").";
+    list.textContent = "";
+    var rows = set.examples[k] || [];
+    for (var i = 0; i < rows.length; i++) {
+      var row = rows[i], sheet = set.sheets[row[4]], item = document.createElement("li");
+      var pixels = document.createElement("div"), label = document.createElement("span");
+      var name = set.images[row[0]];
+      pixels.className = "cv-example-px";
+      pixels.setAttribute("role", "img");
+      pixels.setAttribute("aria-label", "Top " + (i + 1) + ": " + name + ", score " +
+        fmt(row[1]) + ", peak at row " + row[2] + ", column " + row[3]);
+      cropPx(pixels, sheet.src, sheet.width, sheet.height, row[5], row[6], row[7], row[8],
+             96 / Math.max(row[7], row[8]));
+      label.textContent = name.split("/").pop() + " · " + fmt(row[1]);
+      label.title = name;
+      item.appendChild(pixels);
+      item.appendChild(label);
+      list.appendChild(item);
+    }
+  };
+
+  /* Tiles show this image's maps, or each channel's top dataset example (Microscope-style). */
+  Layer.prototype.setTileMode = function (mode) {
+    var set = this.dataset;
+    this.tileMode = mode;
+    for (var k = 0; k < this.count; k++) {
+      var px = this.tiles[k].firstChild, row = set && set.examples[k] && set.examples[k][0];
+      if (mode === "examples" && row) {
+        var sheet = set.sheets[row[4]];
+        cropFill(px, sheet.src, sheet.width, sheet.height, row[5], row[6], row[7], row[8]);
+      } else {
+        px.style.backgroundImage = px.style.backgroundSize = px.style.backgroundPosition = "";
+      }
+    }
+    this.box.classList.toggle("examples", mode === "examples");
   };
 
   /* Several images: this channel for each of them, in a row, all on the shared range. */
