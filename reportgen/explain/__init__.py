@@ -1,0 +1,1 @@
+"""Explaining what the convs respond to: feature visualisation and Grad-CAM attribution."""
