@@ -2,6 +2,8 @@
 cached, packed into sprites, and the model is left exactly as it was."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from torch import nn
 
 from conftest import TinyNet, hooks_left, needs_offline_weights
 from reportgen.errors import ReportError
+from reportgen.explain.cache import (ENV_VAR, FeatureVisCache, default_cache_dir,
+                                     model_fingerprint, visualise_cached)
 from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import (FeatureVisSettings, layer_means, pictures_to_batch,
                                           visualise)
@@ -206,3 +210,82 @@ def test_bad_specs_say_what_is_wrong(spec: str, message: str) -> None:
     with pytest.raises(ReportError, match=message) as raised:
         parse_channel_specs(spec, COUNTS)
     assert "\n" not in str(raised.value.message)
+
+
+# --- cache --------------------------------------------------------------------------------
+
+class CountingNet(TinyNet):
+    """Counts the images run through its first conv (the optimisation runs a traced copy,
+    which calls the same conv module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwards = 0
+        self.stem.register_forward_pre_hook(self._count)
+
+    def _count(self, module: nn.Module, inputs: tuple) -> None:
+        self.forwards += 1
+
+
+def test_second_call_is_served_from_the_cache(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CountingNet()
+    first = visualise_cached(model, "stem", [1, 4], cache_dir=tmp_path, **QUICK)
+    assert model.forwards == QUICK["steps"] + 1  # the steps, then one pass for the objectives
+    model.forwards = 0
+    again = visualise_cached(model, "stem", [4, 1], cache_dir=tmp_path, **QUICK)
+    assert model.forwards == 0
+    assert [v.channel for v in again] == [4, 1]
+    assert np.array_equal(again[1].picture, first[0].picture)
+    assert again[1].objective == first[0].objective
+    # one new channel: only that one is computed
+    visualise_cached(model, "stem", [1, 4, 6], cache_dir=tmp_path, **QUICK)
+    assert model.forwards == QUICK["steps"] + 1
+    assert len(list(tmp_path.rglob("*.png"))) == len(list(tmp_path.rglob("*.json"))) == 3
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("change", [dict(steps=5), dict(size=20), dict(lr=0.1), dict(seed=1),
+                                    dict(rectify=True), dict(preprocessing=Preprocessing(40, 36)),
+                                    dict(use_cache=False)])
+def test_a_changed_setting_recomputes(tmp_path: Path, change: dict) -> None:
+    torch.manual_seed(0)
+    model = CountingNet()
+    visualise_cached(model, "stem", [1], cache_dir=tmp_path, **QUICK)
+    model.forwards = 0
+    visualise_cached(model, "stem", [1], cache_dir=tmp_path, **{**QUICK, **change})
+    assert model.forwards > 0
+
+
+def test_changed_weights_recompute_and_damaged_entries_are_redone(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CountingNet()
+    visualise_cached(model, "stem", [1], cache_dir=tmp_path, **QUICK)
+    with torch.no_grad():
+        model.head.bias.add_(1)  # any parameter counts, even one after the layer
+    model.forwards = 0
+    visualise_cached(model, "stem", [1], cache_dir=tmp_path, **QUICK)
+    assert model.forwards > 0
+    for png in tmp_path.rglob("*.png"):
+        png.write_bytes(b"not a png")
+    model.forwards = 0
+    visualise_cached(model, "stem", [1], cache_dir=tmp_path, **QUICK)
+    assert model.forwards > 0
+
+
+def test_cache_folder_from_env_and_weights_hash(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "root"))
+    assert default_cache_dir() == tmp_path / "root" / "featurevis"
+    monkeypatch.delenv(ENV_VAR)
+    assert default_cache_dir() == Path.home() / ".cache" / "reportgen" / "featurevis"
+    model = TinyNet()
+    assert model_fingerprint(model, {"sha256": "ab" * 32}) == "sha256:" + "ab" * 32
+    assert model_fingerprint(model) == model_fingerprint(model, {"name": "none"})
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    visualise_cached(model, "stem", [0], **QUICK)
+    (entry,) = (tmp_path / "env" / "featurevis").rglob("*.json")
+    record = json.loads(entry.read_text())
+    assert record["settings"]["steps"] == 4 and record["settings"]["transforms_version"] == 1
+    cache = FeatureVisCache()
+    settings = FeatureVisSettings.of(TINY, steps=4, size=24)
+    assert cache.get(model_fingerprint(model), "stem", 0, settings) is not None
