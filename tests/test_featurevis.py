@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from conftest import TinyNet, hooks_left, needs_offline_weights
@@ -18,6 +19,7 @@ from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import (FeatureVisSettings, layer_means, pictures_to_batch,
                                           visualise)
 from reportgen.explain.folding import fold_batchnorm
+from reportgen.explain.sprites import feature_vis_entry, write_sprites
 from reportgen.explain.tap import LayerTap, untouched
 from reportgen.preprocess import Preprocessing
 
@@ -289,3 +291,26 @@ def test_cache_folder_from_env_and_weights_hash(tmp_path: Path, monkeypatch) -> 
     cache = FeatureVisCache()
     settings = FeatureVisSettings.of(TINY, steps=4, size=24)
     assert cache.get(model_fingerprint(model), "stem", 0, settings) is not None
+
+
+# --- sprites ------------------------------------------------------------------------------
+
+def test_sprites_hold_every_picture_at_its_crop(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    made = visualise(TinyNet(), "body.1", list(range(8)), **QUICK)
+    entries = write_sprites(made, tmp_path / "img", "body.1-fv", src_prefix="img/",
+                            per_sheet=5, columns=3)
+    assert sorted({e["crop"]["src"] for e in entries.values()}) == [
+        "img/body.1-fv-0.png", "img/body.1-fv-1.png"]
+    for visualisation in made:
+        entry = entries[str(visualisation.channel)]
+        crop = entry["crop"]
+        sheet = np.asarray(Image.open(tmp_path / crop["src"]))
+        assert (crop["width"], crop["height"]) == (24, 24)
+        assert np.array_equal(sheet[crop["y"]:crop["y"] + 24, crop["x"]:crop["x"] + 24],
+                              visualisation.picture)
+        assert entry["objective"] == pytest.approx(visualisation.objective, abs=1e-6)
+    manifest = feature_vis_entry(4, 24, entries)
+    assert set(manifest) == {"steps", "size", "channels"} and set(manifest["channels"]) == {
+        str(c) for c in range(8)}
+    json.dumps(manifest)  # plain JSON types only
