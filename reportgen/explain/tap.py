@@ -44,11 +44,15 @@ def untouched(module: nn.Module, device: torch.device | str = "cpu") -> Iterator
     """The module in eval mode on ``device``; each submodule's mode and the device restored."""
     modes = [(sub, sub.training) for sub in module.modules()]
     original = next((p.device for p in module.parameters()), torch.device("cpu"))
+    moved = torch.device(device) != original
     try:
-        module.to(device).eval()
+        if moved:
+            module.to(device)
+        module.eval()
         yield module
     finally:
-        module.to(original)
+        if moved:
+            module.to(original)
         for sub, training in modes:
             sub.training = training
 
