@@ -13,8 +13,7 @@ from torch import nn
 
 from conftest import TinyNet, hooks_left, needs_offline_weights
 from reportgen.errors import ReportError
-from reportgen.explain.attribution import (attribute, cam_to_uint16, resize_cam,
-                                           save_cam_png)
+from reportgen.explain.attribution import attribute, cam_to_uint16, resize_cam, save_cam_png
 
 ESPRESSO = 967
 
@@ -105,7 +104,8 @@ def test_contributions_add_up_to_the_logit_minus_bias(functional_inplace: bool) 
         logit = float(model(x.clone())[0, 2])
     assert result.score == pytest.approx(logit, abs=1e-5)
     last = result.layer("last")
-    assert sum(last.contributions) == pytest.approx(logit - float(model.fc.bias[2].detach()), abs=1e-5)
+    bias = float(model.fc.bias[2].detach())
+    assert sum(last.contributions) == pytest.approx(logit - bias, abs=1e-5)
     assert last.channel_weights == pytest.approx(
         (model.fc.weight[2] / (10 * 12)).tolist(), abs=1e-7)
     # the kept activation of "first" is the conv's output, not what the in-place ReLU made it

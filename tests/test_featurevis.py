@@ -13,11 +13,20 @@ from torch import nn
 
 from conftest import TinyNet, hooks_left, needs_offline_weights
 from reportgen.errors import ReportError
-from reportgen.explain.cache import (ENV_VAR, FeatureVisCache, default_cache_dir,
-                                     model_fingerprint, visualise_cached)
+from reportgen.explain.cache import (
+    ENV_VAR,
+    FeatureVisCache,
+    default_cache_dir,
+    model_fingerprint,
+    visualise_cached,
+)
 from reportgen.explain.channels import parse_channel_specs
-from reportgen.explain.featurevis import (FeatureVisSettings, layer_means, pictures_to_batch,
-                                          visualise)
+from reportgen.explain.featurevis import (
+    FeatureVisSettings,
+    layer_means,
+    pictures_to_batch,
+    visualise,
+)
 from reportgen.explain.folding import fold_batchnorm
 from reportgen.explain.sprites import feature_vis_entry, write_sprites
 from reportgen.explain.tap import LayerTap, untouched
@@ -57,7 +66,7 @@ def test_each_picture_excites_its_own_channel_most(mobilenet):
         own_means = layer_means(tap, pictures_to_batch([v.picture for v in made], settings),
                                 rectify=False)
     beats_others = 0
-    for row, (visualisation, channel) in enumerate(zip(made, channels)):
+    for row, (visualisation, channel) in enumerate(zip(made, channels, strict=True)):
         own = float(own_means[row, channel])
         assert visualisation.objective == pytest.approx(own, abs=1e-5)
         assert own > float(photo_means[:, channel].max()), channel
@@ -72,7 +81,7 @@ def test_same_seed_same_pixels_other_seed_other_pixels() -> None:
     first = visualise(model, "body.3", [0, 5], seed=3, **QUICK)
     again = visualise(model, "body.3", [0, 5], seed=3, **QUICK)
     other = visualise(model, "body.3", [0, 5], seed=4, **QUICK)
-    for a, b, c in zip(first, again, other):
+    for a, b, c in zip(first, again, other, strict=True):
         assert a.picture.dtype == np.uint8 and a.picture.shape == (24, 24, 3)
         assert np.array_equal(a.picture, b.picture) and a.objective == b.objective
         assert not np.array_equal(a.picture, c.picture)
@@ -129,8 +138,9 @@ def test_forward_stops_at_the_layer() -> None:
     torch.manual_seed(0)
     model = TinyNet()
     calls = {"shared": 0, "head": 0}
-    model.shared.register_forward_hook(lambda *args: calls.__setitem__("shared", calls["shared"] + 1))
-    model.head.register_forward_hook(lambda *args: calls.__setitem__("head", calls["head"] + 1))
+    for name in calls:
+        getattr(model, name).register_forward_hook(
+            lambda module, inputs, output, name=name: calls.__setitem__(name, calls[name] + 1))
     visualise(model, "body.5", [0], **QUICK)
     assert calls == {"shared": 0, "head": 0}
     visualise(model, "shared", [0], **QUICK)  # the first call is enough: never the second

@@ -25,9 +25,10 @@ once more, keeping copies, so such models cost two forward passes.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,8 @@ def attribute(module: nn.Module, batch: torch.Tensor, *, layers: Sequence[str] |
         index, label = _target(logits, target, categories)
         score = logits[0, index]
         grads = run.gradients(score)
-    results = [_layer_result(name, output, grad) for (name, output), grad in zip(kept, grads)]
+    results = [_layer_result(name, output, grad) for (name, output), grad
+               in zip(kept, grads, strict=True)]
     return Attribution(index, label, float(score.detach()), results)
 
 
@@ -129,7 +131,7 @@ class _Run:
             raise ReportError(f"Attribution needs a model that returns class scores, (1, K); "
                               f"{type(self.model).__name__} returned {_shape(logits)}.")
         self.changed = any(output._version != version for (_, output), version
-                           in zip(self.kept, self._versions))
+                           in zip(self.kept, self._versions, strict=True))
         return logits, self.kept
 
     def _keep(self, name: str, call: int, conv: nn.Module, output: torch.Tensor) -> None:
@@ -137,7 +139,10 @@ class _Run:
         if self.clone_all:
             # The gradient hook sees dS/dA for A as the conv produced it, even if it is then
             # changed in place; the values we keep are a copy taken now.
-            output.register_hook(lambda grad: self._hooked_grads.__setitem__(position, grad))
+            def keep_grad(grad: torch.Tensor) -> None:
+                self._hooked_grads[position] = grad
+
+            output.register_hook(keep_grad)  # type: ignore[no-untyped-call]
             self.kept.append((record_name(name, call), output.detach().clone()))
         else:
             self.kept.append((record_name(name, call), output))
@@ -147,12 +152,13 @@ class _Run:
     def gradients(self, score: torch.Tensor) -> list[torch.Tensor]:
         """dS/dA for every kept output, from one backward pass (no parameter gradients)."""
         if self.clone_all:
+            assert self._input is not None  # set by __call__
             torch.autograd.grad(score, [self._input], allow_unused=True)
             return [self._hooked_grads.get(i, torch.zeros_like(output))
                     for i, (_, output) in enumerate(self.kept)]
         grads = torch.autograd.grad(score, self._graph_outputs, allow_unused=True)
         return [torch.zeros_like(output) if grad is None else grad
-                for grad, (_, output) in zip(grads, self.kept)]
+                for grad, (_, output) in zip(grads, self.kept, strict=True)]
 
 
 class _clone_before_inplace:
@@ -163,7 +169,7 @@ class _clone_before_inplace:
         self.run = run
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def __enter__(self) -> "_clone_before_inplace":
+    def __enter__(self) -> _clone_before_inplace:
         for sub in self.run.model.modules():
             if getattr(sub, "inplace", False) is True:
                 self._handles.append(sub.register_forward_pre_hook(self._hook))
@@ -215,12 +221,15 @@ def _shape(value: object) -> str:
 def resize_cam(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear to (height, width) with pixel centres aligned, as ``cv2.resize`` does."""
     tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    resized: np.ndarray = F.interpolate(tensor, size=size, mode="bilinear",
+                                        align_corners=False)[0, 0].numpy()
+    return resized
 
 
 def cam_to_uint16(cam_normalised: np.ndarray) -> np.ndarray:
     """[0, 1] floats to 0-65535: a 16-bit grey PNG keeps the map's gradations exactly enough."""
-    return (np.clip(cam_normalised, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    levels: np.ndarray = (np.clip(cam_normalised, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return levels
 
 
 def save_cam_png(cam_normalised: np.ndarray, path: str | Path) -> None:

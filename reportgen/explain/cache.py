@@ -13,17 +13,25 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from reportgen.explain._base import Preprocessing, encode_png
-from reportgen.explain.featurevis import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_SIZE,
-                                          DEFAULT_STEPS, FeatureVisSettings, Progress,
-                                          Visualisation, visualise_with)
+from reportgen.explain.featurevis import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LR,
+    DEFAULT_SIZE,
+    DEFAULT_STEPS,
+    FeatureVisSettings,
+    Progress,
+    Visualisation,
+    visualise_with,
+)
 
 ENV_VAR = "REPORTGEN_CACHE_DIR"
 _FORMAT = 1  # of the entry files themselves

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from reportgen.explain._base import ReportError
 
@@ -93,7 +93,8 @@ def _channels(layer: str, count: int, items: list[str],
 
 def _top(layer: str, n: int, means: Mapping[str, Sequence[float]] | None) -> list[int]:
     if n < 1:
-        raise ReportError(f"Channel spec for {layer}: top{n} asks for no channel; use top1 or more.")
+        raise ReportError(f"Channel spec for {layer}: top{n} asks for no channel; "
+                          "use top1 or more.")
     if means is None or layer not in means:
         raise ReportError(f"Channel spec for {layer}: top{n} needs the channel means on an "
                           "input image, and none were given.")

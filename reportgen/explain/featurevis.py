@@ -9,9 +9,10 @@ of the whole network per step.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class FeatureVisSettings:
     transforms_version: int = TRANSFORMS_VERSION
 
     @classmethod
-    def of(cls, preprocessing: Preprocessing, **settings: Any) -> "FeatureVisSettings":
+    def of(cls, preprocessing: Preprocessing, **settings: Any) -> FeatureVisSettings:
         made = cls(input_size=int(preprocessing.crop),
                    mean=tuple(float(v) for v in preprocessing.mean),
                    std=tuple(float(v) for v in preprocessing.std), **settings)
@@ -60,7 +61,8 @@ class FeatureVisSettings:
                 raise ReportError(f"Feature visualisation {name} must be at least 1, "
                                   f"not {getattr(self, name)}.")
         if not self.lr > 0:
-            raise ReportError(f"Feature visualisation learning rate must be positive, not {self.lr}.")
+            raise ReportError("Feature visualisation learning rate must be positive, "
+                              f"not {self.lr}.")
 
     def describe(self) -> dict[str, Any]:
         record = asdict(self)
@@ -129,7 +131,8 @@ def visualise_with(module: nn.Module, layer: str, channels: Sequence[int],
                 pictures += list(_optimise(tap, batch, settings, torch.device(device)))
         with LayerTap(model, layer) as tap:  # the caller's model itself says how well it did
             objectives = _objectives(tap, pictures, wanted, settings, torch.device(device))
-    return [Visualisation(layer, c, p, o) for c, p, o in zip(wanted, pictures, objectives)]
+    return [Visualisation(layer, c, p, o) for c, p, o
+            in zip(wanted, pictures, objectives, strict=True)]
 
 
 @contextmanager

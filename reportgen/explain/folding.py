@@ -30,21 +30,22 @@ def fold_batchnorm(module: nn.Module, keep: set[str]) -> nn.Module:
     calls: dict[str, int] = {}
     for node in traced.graph.nodes:
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     folded = 0
     for node in list(traced.graph.nodes):
         conv_node = node.args[0] if node.op == "call_module" and node.args else None
         if not (isinstance(conv_node, torch.fx.Node) and conv_node.op == "call_module"):
             continue
-        conv, norm = modules[conv_node.target], modules[node.target]
+        conv_name, norm_name = str(conv_node.target), str(node.target)
+        conv, norm = modules[conv_name], modules[norm_name]
         if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
                 and not norm.training and norm.running_mean is not None
-                and conv_node.target not in keep and len(conv_node.users) == 1
-                and calls[conv_node.target] == 1 and calls[node.target] == 1):
+                and conv_name not in keep and len(conv_node.users) == 1
+                and calls[conv_name] == 1 and calls[norm_name] == 1):
             continue
         fused = fuse_conv_bn_eval(conv, norm)
         fused.requires_grad_(False)  # our own copy: its weights never need a gradient
-        _replace(traced, conv_node.target, fused)
+        _replace(traced, conv_name, fused)
         node.replace_all_uses_with(conv_node)
         traced.graph.erase_node(node)
         folded += 1

@@ -21,7 +21,8 @@ _INITIAL_SD = 0.01
 def color_matrix(device: torch.device | str = "cpu") -> torch.Tensor:
     """The 3x3 decorrelated-to-RGB matrix, normalised so its largest column norm is 1."""
     matrix = torch.tensor(COLOR_CORRELATION_SVD_SQRT, dtype=torch.float32)
-    return (matrix / matrix.norm(dim=0).max()).to(device)
+    normalised: torch.Tensor = (matrix / matrix.norm(dim=0).max()).to(device)
+    return normalised
 
 
 def spectrum_scale(size: int, decay_power: float = 1.0) -> torch.Tensor:
@@ -29,7 +30,8 @@ def spectrum_scale(size: int, decay_power: float = 1.0) -> torch.Tensor:
     fy = torch.fft.fftfreq(size, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(size, dtype=torch.float64)[None, :]
     freqs = (fx * fx + fy * fy).sqrt()
-    return (1.0 / freqs.clamp_min(1.0 / size) ** decay_power).float()
+    scale: torch.Tensor = (1.0 / freqs.clamp_min(1.0 / size) ** decay_power).float()
+    return scale
 
 
 class FourierImage:

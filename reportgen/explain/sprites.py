@@ -8,8 +8,9 @@ manifest shape ``layers[i].feature_vis``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -8,8 +8,8 @@ in every forward pass and in every backward pass.
 from __future__ import annotations
 
 import difflib
-from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import torch
 from torch import nn
@@ -63,11 +63,10 @@ class LayerTap:
     def __init__(self, module: nn.Module, layer: str) -> None:
         self.module = module
         self.name, self.call = split_layer(module, layer)
-        self.forwards = 0  # forward passes started, for tests and benchmarks
-        self._output: torch.Tensor | None = None
+        self._captured: list[torch.Tensor] = []
         self._hooks = ConvHooks(module, self._on_output, [self.name])
 
-    def __enter__(self) -> "LayerTap":
+    def __enter__(self) -> LayerTap:
         self._hooks.__enter__()
         return self
 
@@ -76,20 +75,16 @@ class LayerTap:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """The layer's output for ``batch`` (N, C, H, W); nothing after the layer runs."""
-        self._output = None
+        self._captured.clear()
         self._hooks.calls.clear()
-        self.forwards += 1
-        try:
+        with suppress(_Stop):
             self.module(batch)
-        except _Stop:
-            pass
-        output, self._output = self._output, None
-        if output is None:
+        if not self._captured:
             raise ReportError(f"Layer {self.name} was not called {self.call} time(s) in a "
                               "forward pass, so it cannot be visualised.")
-        return output
+        return self._captured.pop()
 
     def _on_output(self, name: str, call: int, conv: nn.Module, output: torch.Tensor) -> None:
         if call == self.call:
-            self._output = output
+            self._captured.append(output)
             raise _Stop

@@ -22,7 +22,8 @@ TRANSFORMS_VERSION = 1
 
 @dataclass(frozen=True)
 class TransformSpec:
-    """Lucent's standard_transforms: pad 12 (grey), jitter 8, scale 0.9-1.1, rotate ±10°, jitter 4."""
+    """Lucent's standard_transforms: pad 12 (grey), jitter 8, scale 0.9-1.1, rotate ±10°,
+    jitter 4."""
 
     pad: int = 12
     pad_value: float = 0.5
