@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-#: Part of the feature-vis cache key: bump when what an image sees during optimisation changes.
+#: Part of the feature-vis cache key: bump when anything that decides the pixels changes
+#: (these transforms, the image parameterisation, the optimisation loop).
 TRANSFORMS_VERSION = 1
 
 
