@@ -159,6 +159,7 @@ def test_class_by_label_index_or_top1_and_bad_requests() -> None:
         attribute(model, torch.randn(2, 3, 16, 16))
     with pytest.raises(ReportError, match="not a conv layer"):
         attribute(model, x, layers=["head"])
+    assert attribute(model, x, layers=[]).layers == []  # the class alone, no backward needed
 
 
 def test_model_left_as_found_even_frozen_and_in_train_mode() -> None:

@@ -151,6 +151,8 @@ class _Run:
 
     def gradients(self, score: torch.Tensor) -> list[torch.Tensor]:
         """dS/dA for every kept output, from one backward pass (no parameter gradients)."""
+        if not self.kept:
+            return []
         if self.clone_all:
             assert self._input is not None  # set by __call__
             torch.autograd.grad(score, [self._input], allow_unused=True)
