@@ -87,8 +87,11 @@ def peak_child(mode: str) -> None:
     del result
 
 
-def attribution(repeats: int) -> None:
+def attribution(repeats: int, threads: int | None) -> None:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from reportgen.explain._base import conv_layers
     from reportgen.explain.attribution import attribute
@@ -155,6 +158,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     att = sub.add_parser("attribution")
     att.add_argument("--repeats", type=int, default=7)
+    att.add_argument("--threads", type=int, default=None)
     vis = sub.add_parser("featurevis")
     vis.add_argument("--channels", type=int, default=16)
     vis.add_argument("--steps", type=int, default=512)
@@ -165,7 +169,7 @@ def main() -> None:
     peak.add_argument("mode")
     args = parser.parse_args()
     if args.what == "attribution":
-        attribution(args.repeats)
+        attribution(args.repeats, args.threads)
     elif args.what == "featurevis":
         featurevis(args.channels, args.steps, args.size, args.threads, args.batch_size)
     else:
