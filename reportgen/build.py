@@ -20,6 +20,7 @@ from torch import nn
 
 from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
+from reportgen.explain.report import attributions, feature_visualisations
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
@@ -52,7 +53,6 @@ from reportgen.report.model import (
     Capture,
     FilterPicture,
     InputRecord,
-    LayerDataset,
     LayerRecord,
     ModelInfo,
     Prediction,
@@ -192,7 +192,18 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
                         if dataset else {})
             clock.lap("dataset crops")
-            layers = _with_filters(recorder.captures, loaded.module, writer, site, examples)
+            explained = (attributions(loaded.module, batch, recorder.captures, chosen_options,
+                                      loaded.categories, site)
+                         if chosen_options.explain else {})
+            clock.lap("attribution")
+            visualised = (feature_visualisations(loaded.module, recorder.captures, preprocessing,
+                                                 chosen_options, loaded.weights, site, say)
+                          if chosen_options.feature_vis else {})
+            clock.lap("feature vis")
+            layers = [LayerRecord.of(capture, filters, examples.get(capture.name),
+                                     visualised.get(capture.name), explained.get(capture.name))
+                      for capture, filters in _filter_pictures(recorder.captures, loaded.module,
+                                                               writer, site)]
             clock.lap("filters")
             with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
                 writer.close(ticker.update)
@@ -267,8 +278,8 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
         raise
 
 
-def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
-                  site: Path, examples: dict[str, LayerDataset]) -> list[LayerRecord]:
+def _filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWriter,
+                     site: Path) -> list[tuple[Capture, FilterPicture]]:
     """Each capture with its conv's filter picture (drawn once per module, shared by calls)."""
     convs = dict(conv_layers(module))
     pictures: dict[str, FilterPicture] = {}
@@ -283,7 +294,7 @@ def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
                                     figure.view, figure.description, figure.layout,
                                     figure.scale, figure.strongest_input, figure.stats)
             pictures[capture.module_name] = picture
-        layers.append(LayerRecord.of(capture, picture, examples.get(capture.name)))
+        layers.append((capture, picture))
     return layers
 
 
