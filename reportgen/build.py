@@ -22,16 +22,15 @@ from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
-from reportgen.inputs.images import load_image
-from reportgen.inputs.inputsize import check_input_size, explain_failure
+from reportgen.inputs.inputsize import explain_failure
+from reportgen.inputs.modelinput import model_input, read_input
 from reportgen.inputs.models import (
     LoadedModel,
-    build_architecture,
-    check_model_name,
+    check_model,
+    check_size_before_loading,
     load_model,
     select_layers,
 )
-from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import (
     DEFAULT_IMAGE,
     DEFAULT_MODEL,
@@ -123,11 +122,14 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                  **overrides: Any) -> Report:
     """Run the model once on the image and publish every conv layer's view of it.
 
-    ``model`` is a torchvision classification model name or your own ``nn.Module``;
+    ``model`` is a torchvision classification model name, ``timm:NAME``,
+    ``package.module:factory`` or ``path/to/file.py:factory`` (``model_args`` passes keyword
+    arguments), or your own ``nn.Module``;
     ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
     a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
-    or a tensor. How to build is a :class:`~reportgen.options.BuildOptions`, or its fields as
-    keywords (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
+    or a tensor (with ``preprocess=False``: the model's input, used exactly as given). How to
+    build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
+    (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
     ``options``. ``command`` is the command line that asked for this build, for the manifest.
     ``progress`` receives one-line messages; ``show_progress`` draws progress bars on stderr
     for the slow stages (after two seconds, and only on a terminal).
@@ -139,23 +141,24 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     colormap_lut(chosen_options.cmap)  # an unknown colormap fails before any work is done
     torch_device = parse_device(chosen_options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
-    source = load_image(image)
-    if isinstance(model, str) and chosen_options.size is not None:
-        _check_size_before_loading(model, chosen_options.size)
+    source = read_input(image, chosen_options.preprocess)
+    spec = check_model(model, chosen_options.model_args)  # before anything is loaded or said
+    check_size_before_loading(spec, chosen_options.size, chosen_options.model_args)
     clock.lap("image")
-    say(f"Loading {model if isinstance(model, str) else type(model).__name__} ...")
+    say(f"Loading {spec.text if spec is not None else type(model).__name__} ...")
     categories = list(chosen_options.categories) if chosen_options.categories else None
-    loaded = load_model(model, weights, seed=chosen_options.seed, categories=categories)
+    loaded = load_model(model, weights, seed=chosen_options.seed, categories=categories,
+                        model_args=chosen_options.model_args,
+                        weights_key=chosen_options.weights_key)
     clock.lap("model")
     chosen = select_layers([name for name, _ in conv_layers(loaded.module)],
                            chosen_options.layers)
     if not chosen:
         raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to show.")
-    preprocessing = Preprocessing.from_preset(loaded.preprocessing, chosen_options.size)
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
-    batch = preprocessing(source.rgb)
-    crop_note = preprocessing.crop_note(source.rgb.width, source.rgb.height)
+    prepared = model_input(source, loaded.module, loaded.preprocessing, chosen_options)
+    batch, preprocessing = prepared.batch, prepared.preprocessing
     clock.lap("image")
 
     with staged_folder(target) as site:
@@ -178,11 +181,12 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             created=build_time(), versions=manifests.versions(), command=command,
             model=_model_info(loaded), weights=loaded.weights, image=source.describe(),
             preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*loaded.notes, *source.notes, *([crop_note] if crop_note else []),
-                   *_category_notes(logits, loaded.categories)],
+            notes=[*loaded.notes, *source.notes, *prepared.notes,
+                   *_category_notes(logits, loaded.categories,
+                                    chosen_options.categories_must_match)],
             predictions=_predictions(logits, loaded.categories), layers=layers)
         written = manifests.write(site, record)
-        write_pages(site, record, preprocessing.crop)
+        write_pages(site, record, preprocessing.input_size)
         clock.lap("html")
         single = _single_file(site, say) if chosen_options.self_contained else None
         clock.lap("single file")
@@ -201,12 +205,6 @@ def _single_file(site: Path, say: Callable[[str], None]) -> Any:
     return single
 
 
-def _check_size_before_loading(name: str, size: int) -> None:
-    """A too-small --size fails on the meta skeleton, before seconds of weight loading."""
-    check_model_name(name)
-    check_input_size(build_architecture(name, on_meta=True), size, name)
-
-
 def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
              recorder: ActivationRecorder, chosen: list[str]) -> torch.Tensor | None:
     module = loaded.module
@@ -216,7 +214,8 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
         return output.float().cpu() if isinstance(output, torch.Tensor) else None
     except (RuntimeError, ValueError) as error:
         # The meta check passed (or could not tell): explain a shape failure if it is one.
-        explain_failure(module, int(batch.shape[-1]), loaded.name, error)
+        explain_failure(module, int(batch.shape[-1]), loaded.name, error,
+                        channels=int(batch.shape[1]))
         raise
 
 
@@ -243,13 +242,19 @@ def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
 def _model_info(loaded: LoadedModel) -> ModelInfo:
     return ModelInfo(loaded.name, type(loaded.module).__name__,
                      sum(p.numel() for p in loaded.module.parameters()),
-                     len(conv_layers(loaded.module)))
+                     len(conv_layers(loaded.module)), loaded.kind, loaded.source_sha256)
 
 
-def _category_notes(logits: Any, categories: list[str] | None) -> list[str]:
-    """A warning (and a note in the report) when the names do not match the outputs."""
+def _category_notes(logits: Any, categories: list[str] | None, must_match: bool = False
+                    ) -> list[str]:
+    """A warning (and a note in the report) when the names do not match the outputs; an
+    error when they must (a --categories file made for this model)."""
     if not categories or not _is_logits(logits) or len(categories) == logits.shape[1]:
         return []
+    if must_match:
+        raise ReportError(f"--categories has {len(categories)} label"
+                          f"{'s' if len(categories) != 1 else ''} but the model has "
+                          f"{logits.shape[1]} outputs; give one label per output, in order.")
     note = (f"categories has {len(categories)} names but the model has {logits.shape[1]} "
             "outputs; the predictions are labelled by index instead.")
     log.warning("%s", note)

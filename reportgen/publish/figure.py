@@ -31,7 +31,9 @@ from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
 from reportgen.forward.stats import activation_stats, rank_channels
 from reportgen.inputs.images import SourceImage, load_image
+from reportgen.inputs.modelinput import input_channels
 from reportgen.inputs.models import load_model
+from reportgen.inputs.modelspec import FILE, parse_model_spec
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import (
     DEFAULT_IMAGE,
@@ -142,13 +144,15 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                 image: Any = None, source: str | os.PathLike[str] | None = None,
                 normalize: str = "layer", cmap: str | None = None, width: str | float = "7in",
                 dpi: int = 300, columns: int | None = None, size: int | None = None,
-                rectify: bool | None = None, seed: int = 0, device: str = "cpu") -> Figure:
+                rectify: bool | None = None, seed: int = 0, device: str = "cpu",
+                model_args: Any = ()) -> Figure:
     """Draw the selected channels of the selected layers into ``output`` (.pdf/.svg/.png).
 
     Either name a ``model``/``weights``/``image`` as for :func:`reportgen.build_report` (the
     defaults are the same), or pass ``source``, a report's folder or its manifest.json, to
     rebuild exactly that report's input (``weights``/``image`` then only point at files the
-    manifest names by base name). ``normalize="layer"`` gives each layer one colour scale, its
+    manifest names by base name). ``model_args`` are keyword arguments for a model factory,
+    as ``--model-arg``. ``normalize="layer"`` gives each layer one colour scale, its
     real min..max; ``"channel"`` gives every channel its own scale and colorbar.
     """
     target = Path(output)
@@ -177,7 +181,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
         inputs = _Inputs(model if model is not None else DEFAULT_MODEL,
                          weights if weights is not None else DEFAULT_WEIGHTS,
                          image if image is not None else DEFAULT_IMAGE,
-                         BuildOptions(seed=seed, size=size), None)
+                         BuildOptions(seed=seed, size=size, model_args=model_args), None)
     shown_options = inputs.options.replace(
         rectify=inputs.options.rectify if rectify is None else rectify,
         cmap=cmap or inputs.options.cmap)
@@ -186,9 +190,11 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
 
     picture = load_image(inputs.image)
     _check_hash(picture, inputs.image_sha256)
-    loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed)
-    preprocessing = inputs.preprocessing or Preprocessing.from_preset(loaded.preprocessing,
-                                                                      inputs.options.size)
+    loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed,
+                        model_args=inputs.options.model_args,
+                        weights_key=inputs.options.weights_key)
+    preprocessing = inputs.preprocessing or Preprocessing.chosen(
+        loaded.preprocessing, inputs.options, input_channels(loaded.module)[0])[0]
     maps = capture(loaded.module, preprocessing(picture.rgb), selections, device_chosen)
     panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
               for selection in selections]
@@ -239,7 +245,13 @@ def _inputs_from_report(source: Path, weights: Any, image: Any) -> _Inputs:
             raise ReportError(f"The report in '{source}' was built from an in-memory image "
                               f"({name}); pass the image file with -i PATH.")
     seed = int(recorded_weights.get("seed", saved.options.seed) or 0)
-    return _Inputs(saved.model.name, weights, image, saved.options.replace(seed=seed),
+    model = saved.model.name
+    if saved.model.kind == FILE:  # a model file, recorded like the image: look near the report
+        spec = parse_model_spec(model)
+        if not Path(spec.target).is_file():
+            found = _find_file(Path(spec.target).name, folders, "model file", "-m")
+            model = f"{found}:{spec.attribute}"
+    return _Inputs(model, weights, image, saved.options.replace(seed=seed),
                    saved.preprocessing, recorded_image.get("sha256"))
 
 

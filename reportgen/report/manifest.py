@@ -53,7 +53,9 @@ def to_json(record: ReportRecord) -> dict[str, Any]:
         "command": record.command,
         "model": {"name": record.model.name, "class": record.model.class_name,
                   "parameters": record.model.parameters,
-                  "conv_layers": record.model.conv_layers},
+                  "conv_layers": record.model.conv_layers, "kind": record.model.kind,
+                  **({"file_sha256": record.model.source_sha256}
+                     if record.model.source_sha256 else {})},
         "weights": record.weights,
         "image": record.image,
         "preprocessing": record.preprocessing,
@@ -187,7 +189,8 @@ def read(source: Path) -> SavedReport:
         return SavedReport(
             path=path, created=str(data.get("created", "")), command=data.get("command"),
             model=ModelInfo(model["name"], model.get("class", model["name"]),
-                            int(model.get("parameters", 0)), int(model.get("conv_layers", 0))),
+                            int(model.get("parameters", 0)), int(model.get("conv_layers", 0)),
+                            str(model.get("kind", "torchvision")), model.get("file_sha256")),
             weights=dict(data["weights"]), image=dict(data["image"]),
             preprocessing=Preprocessing.from_description(data["preprocessing"]),
             options=BuildOptions.from_recorded(data.get("options", {})),

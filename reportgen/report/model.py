@@ -114,10 +114,12 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    name: str  # the torchvision name, or the class name of the caller's module
+    name: str  # the --model spec as recorded, or the class name of the caller's module
     class_name: str
     parameters: int
     conv_layers: int
+    kind: str = "torchvision"  # torchvision, timm, module, file or object (see modelspec)
+    source_sha256: str | None = None  # of the .py file a file:factory spec names
 
 
 @dataclass(frozen=True)

@@ -80,12 +80,17 @@ def render(site: Path, template: str, output: str, **context: Any) -> None:
     (site / output).write_text(text, encoding="utf-8")
 
 
-def write_pages(site: Path, record: ReportRecord, input_size: int) -> None:
-    """The overview, one page per layer (with previous / next), statics and ``.nojekyll``."""
+def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, int]) -> None:
+    """The overview, one page per layer (with previous / next), statics and ``.nojekyll``.
+
+    ``input_size`` is the model input's side, or its (width, height) when it is not square.
+    """
     assets = {**copy_static(site), "icon.svg": copy_icon(site, IMAGE_DIR)}
     layers = record.layers
+    width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
-                  input_png=INPUT_PNG, input_size=input_size, toc=views.toc(layers))
+                  input_png=INPUT_PNG, input_size=width, input_width=width,
+                  input_height=height, toc=views.toc(layers))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, INPUT_PNG)
