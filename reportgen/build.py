@@ -22,6 +22,7 @@ from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
+from reportgen.forward.selection import choose_layers
 from reportgen.inputs.inputsize import explain_failure
 from reportgen.inputs.modelinput import model_input, read_input
 from reportgen.inputs.models import (
@@ -29,7 +30,6 @@ from reportgen.inputs.models import (
     check_model,
     check_size_before_loading,
     load_model,
-    select_layers,
 )
 from reportgen.options import (
     DEFAULT_IMAGE,
@@ -53,6 +53,7 @@ from reportgen.report.model import (
     ModelInfo,
     Prediction,
     ReportRecord,
+    count_layers,
 )
 from reportgen.report.pages import write_pages
 from reportgen.report.stamp import build_time
@@ -93,7 +94,7 @@ class Report:
     def __repr__(self) -> str:  # one line: the manifest is in .manifest, not in the repr
         top = self.predictions[0] if self.predictions else None
         guess = f", top-1 {top.label!r} {top.probability:.1%}" if top else ""
-        return (f"<Report of {self.record.model.name}: {len(self.layers)} conv layers in "
+        return (f"<Report of {self.record.model.name}: {count_layers(self.layers)} in "
                 f"'{self.site_dir}'{guess}, {self.seconds:.1f} s>")
 
     def _repr_html_(self) -> str:
@@ -151,10 +152,10 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                         model_args=chosen_options.model_args,
                         weights_key=chosen_options.weights_key)
     clock.lap("model")
-    chosen = select_layers([name for name, _ in conv_layers(loaded.module)],
-                           chosen_options.layers)
+    chosen = choose_layers(loaded.module, chosen_options.layers)
     if not chosen:
-        raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to show.")
+        raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to "
+                          "show; --layers can name other layers (--layers @blocks: its blocks).")
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
     prepared = model_input(source, loaded.module, loaded.preprocessing, chosen_options)
@@ -164,10 +165,15 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     with staged_folder(target) as site:
         with PngWriter(chosen_options.compress_level) as writer, \
                 core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-            say(f"Running {loaded.name} once with hooks on {len(chosen)} conv layers ...")
+            convs = {name for name, _ in conv_layers(loaded.module)}
+            hooked = (f"{len(chosen)} conv layers" if set(chosen) <= convs else
+                      f"{len(chosen)} layers ({len(convs.intersection(chosen))} conv)")
+            say(f"Running {loaded.name} once with hooks on {hooked} ...")
             with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
-                recorder = ActivationRecorder(site, writer, chosen_options, ticker.update)
+                recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
+                                              input_hw=(batch.shape[-2], batch.shape[-1]))
                 logits = _forward(loaded, batch, torch_device, recorder, chosen)
+            skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
             clock.timings["grids"] = recorder.seconds
@@ -181,7 +187,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             created=build_time(), versions=manifests.versions(), command=command,
             model=_model_info(loaded), weights=loaded.weights, image=source.describe(),
             preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*loaded.notes, *source.notes, *prepared.notes,
+            notes=[*loaded.notes, *source.notes, *prepared.notes, *skipped,
                    *_category_notes(logits, loaded.categories,
                                     chosen_options.categories_must_match)],
             predictions=_predictions(logits, loaded.categories), layers=layers)
@@ -219,13 +225,32 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
         raise
 
 
+def _skipped_notes(skipped: list[tuple[str, str]], shown: bool) -> list[str]:
+    """Chosen layers whose output is not a feature map: a note, or an error if none is left."""
+    if not skipped:
+        return []
+    listed = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    if not shown:
+        raise ReportError(f"None of the layers --layers chose can be shown as maps ({listed}"
+                          f"{more}); choose layers whose output is a feature map or a token "
+                          "sequence.")
+    return [f"{len(skipped)} chosen layer{'s are' if len(skipped) > 1 else ' is'} not shown, "
+            f"as {'their' if len(skipped) > 1 else 'its'} output is not a feature map: "
+            f"{listed}{more}."]
+
+
 def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
                   site: Path) -> list[LayerRecord]:
-    """Each capture with its conv's filter picture (drawn once per module, shared by calls)."""
+    """Each capture with its conv's filter picture (drawn once per module, shared by calls);
+    layers that are not convolutions have none."""
     convs = dict(conv_layers(module))
     pictures: dict[str, FilterPicture] = {}
     layers = []
     for capture in captures:
+        if capture.module_name not in convs:
+            layers.append(LayerRecord.of(capture, None))
+            continue
         picture = pictures.get(capture.module_name)
         if picture is None:
             figure = filter_figure(convs[capture.module_name])

@@ -144,7 +144,9 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     if verbose:
         for stage_name, stage_seconds in report.timings.items():
             click.echo(f"  {stage_name:<12} {stage_seconds:7.3f} s", err=True)
-    click.echo(f"Report of {len(report.layers)} conv layers written to "
+    from reportgen.report.model import count_layers
+
+    click.echo(f"Report of {count_layers(report.layers)} written to "
                f"{report.index} in {seconds:.1f} s", err=True)
     if report.single_file is not None:
         size = report.single_file.stat().st_size
@@ -240,22 +242,32 @@ def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **op
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("--size", type=int, default=LAYER_TABLE_SIZE, show_default=True,
               help="Input size for shapes.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help=MODEL_ARG_HELP)
 @common_options
-def layers(verbose: int, quiet: bool, model: str, size: int) -> None:
-    """List every conv layer of a model with its shapes and parameters."""
+def layers(verbose: int, quiet: bool, model: str, size: int,
+           model_args: tuple[str, ...]) -> None:
+    """List every conv layer of a model with its shapes and parameters (and its blocks)."""
     _configure_logging(verbose, quiet)
     from reportgen.forward.layertable import conv_table, format_table
+    from reportgen.inputs.modelspec import normalize_model_args
 
-    rows = _run(verbose, lambda: conv_table(model, size))
+    rows = _run(verbose, lambda: conv_table(model, size, normalize_model_args(model_args)))
     click.echo(format_table(rows))
 
 
 @cli.command()
 def models() -> None:
     """List the torchvision classification models reportgen can use."""
-    from reportgen.inputs.models import classification_models
+    from reportgen.inputs.models import classification_models, model_caveat
 
-    click.echo("\n".join(classification_models()))
+    names = classification_models()
+    width = max(len(name) for name in names)
+    for name in names:
+        caveat = model_caveat(name)
+        click.echo(f"{name:<{width}}  ({caveat})" if caveat else name)
+    click.echo("\nAlso: --model timm:NAME (pip install 'reportgen[timm]'), "
+               "package.module:factory or path/to/file.py:factory.", err=True)
 
 
 def command_line(context: click.Context, options: dict[str, Any]) -> str:

@@ -3,7 +3,9 @@
 Inside the forward hook we compute the statistics, shrink, normalise and tile the maps, and
 hand the picture to the PNG pool. Nothing of the full-size activation is kept, so peak memory
 does not grow with the number of layers, and an in-place ReLU that runs after the hook cannot
-alter what the report shows.
+alter what the report shows. Other layers chosen with ``--layers`` go the same way once
+:mod:`reportgen.forward.features` has read their output as maps; those it cannot read are
+listed in ``skipped``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reportgen.forward.features import FeatureSpec, FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvSpec, record_name
 from reportgen.forward.stats import activation_stats, rounded
 from reportgen.options import BuildOptions
@@ -47,7 +50,8 @@ class ActivationRecorder:
     """The forward-hook callback: one PNG and one :class:`Capture` per conv call."""
 
     def __init__(self, site: Path, writer: PngWriter, options: BuildOptions,
-                 on_layer: Callable[[], object] | None = None) -> None:
+                 on_layer: Callable[[], object] | None = None,
+                 input_hw: tuple[int, int] | None = None) -> None:
         self.site = site
         self.writer = writer
         self.normalize = options.normalize
@@ -55,16 +59,29 @@ class ActivationRecorder:
         self.rectify = options.rectify
         self.tile_cap = options.tile_cap
         self.captures: list[Capture] = []
+        self.skipped: list[tuple[str, str]] = []  # (layer, why its output cannot be shown)
+        self.input_hw = input_hw  # tells channels-last maps from channels-first ones
         self.on_layer = on_layer
         self.seconds = 0.0
         self._slugs: set[str] = {"index", "input"}
         (site / IMAGE_DIR).mkdir(exist_ok=True)
 
-    def __call__(self, name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
+    def __call__(self, name: str, call: int, module: nn.Module, output: torch.Tensor) -> None:
         started = time.perf_counter()
+        full_name = record_name(name, call)
+        spec: ConvSpec | FeatureSpec
+        if isinstance(module, nn.Conv2d):
+            spec, raw = ConvSpec.of(name, module), output
+        else:
+            view = read_feature_map(output, self.input_hw)
+            if not isinstance(view, FeatureView):
+                self.skipped.append((full_name, view))
+                self.seconds += time.perf_counter() - started
+                return
+            spec, raw = feature_spec(name, module, view), view.batch
         # Batch of one, in the layout the model produced (channels-last for torchvision's
         # models); derived tensors only, never aliases kept past this call.
-        batch = output[:1].detach().float()
+        batch = raw[:1].detach().float()
         if self.rectify:
             batch = batch.clamp_min(0)
         maps = batch[0]
@@ -76,7 +93,6 @@ class ActivationRecorder:
         grid = tile(pixels, layout)
         if self.lut is not None:
             grid = colorize(grid, self.lut, gap_mask(layout))
-        full_name = record_name(name, call)
         slug = slugify(full_name, self._slugs)
         png = f"{IMAGE_DIR}/{slug}-act.png"
         self.writer.submit(grid, self.site / png)
@@ -84,7 +100,7 @@ class ActivationRecorder:
                                     shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:]),
                                     low=rounded(low), high=rounded(high))
         self.captures.append(Capture(len(self.captures), full_name, name, call, slug,
-                                     ConvSpec.of(name, module), stats, picture))
+                                     spec, stats, picture))
         self.seconds += time.perf_counter() - started
         if self.on_layer is not None:
             self.on_layer()

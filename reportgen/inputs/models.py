@@ -10,7 +10,6 @@ assign the loaded tensors in place.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import logging
 import os
 from collections.abc import Iterator
@@ -70,6 +69,43 @@ def classification_models() -> list[str]:
     import torchvision.models
 
     return list(torchvision.models.list_models(module=torchvision.models))
+
+
+#: torchvision models whose main blocks are not convolutions, by name prefix, with what
+#: ``reportgen models`` says about them.
+_CAVEATS = {
+    "vit_": "transformer: only the patch embedding conv_proj is a convolution",
+    "swin_": "transformer: only the patch embedding is a convolution",
+    "maxvit_": "hybrid: its attention layers are not convolutions",
+}
+
+
+def model_caveat(name: str) -> str | None:
+    """Why a report of only the conv layers would miss most of this model, or None."""
+    for prefix, caveat in _CAVEATS.items():
+        if name.startswith(prefix):
+            return f"{caveat}; --layers @blocks shows its blocks"
+    return None
+
+
+def build_skeleton(model: str, model_args: tuple[str, ...] = ()) -> nn.Module:
+    """The architecture a spec names, for shapes only: on the meta device where it builds
+    there, without weights."""
+    spec = check_model(model, model_args)
+    assert spec is not None
+    kwargs = model_kwargs(model_args)
+    if spec.kind == TORCHVISION:
+        return build_architecture(spec.target, on_meta=True, kwargs=kwargs)
+    if spec.kind == TIMM:
+        return timmzoo.build_timm(spec.target, kwargs, on_meta=True)
+    factory = resolve_factory(spec)
+    try:
+        with torch.device("meta"):
+            return factory.build(kwargs)
+    except ReportError:
+        raise
+    except Exception:  # noqa: BLE001 - the user's code may not build on meta: build for real
+        return factory.build(kwargs)
 
 
 def check_model_name(name: str) -> None:
@@ -406,15 +442,3 @@ def _users_module(module: nn.Module, weights: Any, categories: list[str] | None,
     if weights is not None and str(weights).upper() not in named:
         record, notes = load_checkpoint_into(module, Path(os.fspath(weights)), name, weights_key)
     return LoadedModel(module, name, record, categories, notes=notes, kind=OBJECT)
-
-
-def select_layers(names: list[str], pattern: str | None) -> list[str]:
-    """``--layers`` globs, comma separated; matching nothing is an error that lists the names."""
-    if not pattern:
-        return names
-    globs = [part.strip() for part in pattern.split(",") if part.strip()]
-    chosen = [name for name in names if any(fnmatch.fnmatchcase(name, g) for g in globs)]
-    if not chosen:
-        shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-        raise ReportError(f"--layers '{pattern}' matches no conv layer; the layers are {shown}.")
-    return chosen

@@ -25,7 +25,11 @@ from reportgen.report.model import IN_MEMORY_WEIGHTS, LayerRecord, ModelInfo, Re
 
 #: 2: "channel" normalisation became robust percentiles (1: min-max, now "minmax"); layers
 #: gained channels.channel_min, .flat, .shown_low, .shown_high.
-SCHEMA_VERSION = 2
+#: 3: layers may be other modules than convolutions (kind "other": conv, filters and the
+#: filter keys null, "layer" says what it is and how its output was read); layers[i].kind;
+#: model.kind (torchvision, timm, module, file, object); preprocessing.applied, .channels,
+#: .pad, .summary.
+SCHEMA_VERSION = 3
 GENERATOR = "reportgen"
 MANIFEST = "manifest.json"
 
@@ -88,21 +92,23 @@ def layer_json(layer: LayerRecord) -> dict[str, Any]:
         "module": layer.module_name,
         "call": layer.call,
         "page": layer.page,
+        "kind": "conv" if layer.is_conv else "other",
         "activation": activation.png,
-        "filters": filters.png,
+        "filters": filters.png if filters else None,
         "output_shape": [1, *shape],
-        "conv": spec,
+        "conv": spec if layer.is_conv else None,
+        **({} if layer.is_conv else {"layer": {**spec, "how": getattr(layer.spec, "how", "")}}),
         "stats": stats,
         "channels": per_channel,
         "ranking": layer.ranking,
         "grid": {**asdict(activation.layout), "width": activation.layout.width,
                  "height": activation.layout.height, "map_height": activation.map_size[0],
                  "map_width": activation.map_size[1], "shrunk": activation.shrunk},
-        "filter_view": filters.view,
-        "filter_grid": (None if filters.layout is None else
+        "filter_view": filters.view if filters else None,
+        "filter_grid": (None if filters is None or filters.layout is None else
                         {**asdict(filters.layout), "scale": filters.scale}),
-        "strongest_input": filters.strongest_input,
-        "weight_stats": filters.weight_stats,
+        "strongest_input": filters.strongest_input if filters else None,
+        "weight_stats": filters.weight_stats if filters else None,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reportgen.forward.features import FeatureSpec
 from reportgen.forward.hooks import ConvSpec
 from reportgen.forward.stats import FLAT_FRACTION, ActivationStats, rank_channels
 from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
@@ -62,33 +63,37 @@ class Capture:
     module_name: str
     call: int
     slug: str  # file-name-safe, unique
-    spec: ConvSpec
+    spec: ConvSpec | FeatureSpec  # a FeatureSpec for a layer that is not a convolution
     stats: ActivationStats
     activation: ActivationPicture
 
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """One conv call as the report shows it."""
+    """One conv call (or call of another layer chosen with --layers) as the report shows it."""
 
     index: int
     name: str
     module_name: str
     call: int
     slug: str
-    spec: ConvSpec
+    spec: ConvSpec | FeatureSpec
     stats: ActivationStats
     activation: ActivationPicture
-    filters: FilterPicture
+    filters: FilterPicture | None  # None: not a convolution, so no filters
 
     @classmethod
-    def of(cls, capture: Capture, filters: FilterPicture) -> LayerRecord:
+    def of(cls, capture: Capture, filters: FilterPicture | None) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
                    capture.spec, capture.stats, capture.activation, filters)
 
     @property
     def page(self) -> str:
         return f"layer-{self.slug}.html"
+
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.spec, ConvSpec)
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -165,3 +170,17 @@ class ReportRecord:
     @property
     def in_memory_model(self) -> bool:
         return self.weights.get("name") == IN_MEMORY_WEIGHTS
+
+    @property
+    def all_conv(self) -> bool:
+        return all(layer.is_conv for layer in self.layers)
+
+
+def count_layers(layers: list[LayerRecord] | list[Capture]) -> str:
+    """"5 conv layers", "1 conv layer", "12 layers" or "13 layers (1 conv)", for messages."""
+    total = len(layers)
+    convs = sum(isinstance(layer.spec, ConvSpec) for layer in layers)
+    plural = "s" if total != 1 else ""
+    if convs == total:
+        return f"{total} conv layer{plural}"
+    return f"{total} layer{plural}" + (f" ({convs} conv)" if convs else "")

@@ -95,7 +95,9 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, INPUT_PNG)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
-               scale=data["scale"], filter_scale=views.filter_display_scale(*layer.filters.size),
+               scale=data["scale"],
+               filter_scale=(views.filter_display_scale(*layer.filters.size)
+                             if layer.filters is not None else 1),
                previous=layers[position - 1] if position > 0 else None,
                next=layers[position + 1] if position + 1 < len(layers) else None, **common)
     (site / ".nojekyll").write_text("", encoding="utf-8")
