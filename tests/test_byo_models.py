@@ -221,3 +221,25 @@ def test_torchvision_builders_take_model_args_too(tmp_path):
     with pytest.raises(ReportError, match="cannot be built with num_clases=3"):
         reportgen.build_report("resnet18", "none", "coffee", tmp_path / "t", size=32,
                                model_args={"num_clases": 3})
+
+
+def test_an_edited_model_file_is_imported_anew(model_file, tmp_path):
+    first = reportgen.build_report("models/net.py:Net", "none", "coffee", tmp_path / "a",
+                                   size=16)
+    model_file.write_text(NET_PY.replace("width: int = 6", "width: int = 9"))
+    second = reportgen.build_report("models/net.py:Net", "none", "coffee", tmp_path / "b",
+                                    size=16)
+    assert first.layers[0].stats.shape[0] == 6 and second.layers[0].stats.shape[0] == 9
+    assert first.record.model.source_sha256 != second.record.model.source_sha256
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path):
+    from conftest import TinyNet
+
+    with pytest.raises(ReportError, match="model_args build a model named by a spec"):
+        reportgen.build_report(TinyNet(), None, "coffee", tmp_path / "s",
+                               model_args={"classes": 3})
+    with pytest.raises(ReportError, match="--weights-key model_ema picks the weights inside a "
+                                          "checkpoint file, but --weights is DEFAULT"):
+        reportgen.build_report("resnet18", "DEFAULT", "coffee", tmp_path / "s",
+                               weights_key="model_ema")

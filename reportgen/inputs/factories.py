@@ -78,7 +78,7 @@ def resolve_factory(spec: ModelSpec) -> Factory:
             raise ReportError(f"Model file '{path.name}' {what}; --model path/to/file.py:factory "
                               "names a Python file and the class or function in it.")
         file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        module = _import_file(path, spec)
+        module = _import_file(path, spec, file_sha256)
     else:
         module = _import_module(spec)
     found: Any = module
@@ -115,10 +115,14 @@ def _import_module(spec: ModelSpec) -> Any:
             raise
 
 
-def _import_file(path: Path, spec: ModelSpec) -> Any:
-    """Load a .py file as a module of its own (registered, so dataclasses and pickle work)."""
+def _import_file(path: Path, spec: ModelSpec, content_sha256: str) -> Any:
+    """Load a .py file as a module of its own (registered, so dataclasses and pickle work).
+
+    Named after the file's path and content: the same file is imported once, and a file
+    edited since (in a notebook, say) is imported anew rather than served stale.
+    """
     resolved = path.resolve()
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{resolved}:{content_sha256}".encode()).hexdigest()[:12]
     name = f"reportgen_model_{_identifier(path.stem)}_{digest}"
     if name in sys.modules:
         return sys.modules[name]

@@ -122,6 +122,10 @@ def check_model(model: str | nn.Module, model_args: tuple[str, ...] = ()) -> Mod
     """Validate what ``--model`` names before anything is loaded or printed: a torchvision or
     timm name must exist, a factory must import and accept ``model_args``. None for a module."""
     if isinstance(model, nn.Module):
+        if model_args:
+            raise ReportError("model_args build a model named by a spec; the model passed in "
+                              f"is a {type(model).__name__} you built already, so leave them "
+                              "out.")
         return None
     spec = parse_model_spec(model)
     if spec.kind == TORCHVISION:
@@ -152,12 +156,16 @@ def load_model(model: str | nn.Module, weights: str | os.PathLike[str] | None = 
     ``model_args`` are canonical ``KEY=VALUE`` strings (see BuildOptions.model_args) passed to
     the builder; ``weights_key`` picks the state_dict inside a checkpoint.
     """
+    given = "none" if weights is None else os.fspath(weights)
+    if weights_key is not None and not looks_like_path(given):
+        raise ReportError(f"--weights-key {weights_key} picks the weights inside a checkpoint "
+                          f"file, but --weights is {given}; pass the checkpoint's path.")
     if isinstance(model, nn.Module):
+        check_model(model, model_args)
         return _users_module(model, weights, categories, weights_key)
     spec = check_model(model, model_args)
     assert spec is not None
     kwargs = model_kwargs(model_args)
-    given = "none" if weights is None else os.fspath(weights)
     if spec.kind == TIMM:
         return _from_timm(spec, given, seed, categories, kwargs, weights_key)
     if spec.is_factory:
