@@ -18,19 +18,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
 from reportgen.forward.selection import choose_layers
+from reportgen.inputs.images import load_image
 from reportgen.inputs.inputsize import explain_failure
-from reportgen.inputs.modelinput import model_input, read_input
+from reportgen.inputs.modelinput import input_preprocessing, model_batch, read_input
 from reportgen.inputs.models import (
     LoadedModel,
     check_model,
     check_size_before_loading,
     load_model,
 )
+from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import (
     DEFAULT_IMAGE,
     DEFAULT_MODEL,
@@ -46,14 +49,17 @@ from reportgen.publish.staging import check_target, staged_folder
 from reportgen.report import manifest as manifests
 from reportgen.report.model import (
     IMAGE_DIR,
-    INPUT_PNG,
+    MAX_IMAGES,
     Capture,
     FilterPicture,
+    InputRecord,
+    LayerDataset,
     LayerRecord,
     ModelInfo,
     Prediction,
     ReportRecord,
     count_layers,
+    input_png,
 )
 from reportgen.report.pages import write_pages
 from reportgen.report.stamp import build_time
@@ -128,8 +134,9 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     arguments), or your own ``nn.Module``;
     ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
     a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
-    or a tensor (with ``preprocess=False``: the model's input, used exactly as given). How to
-    build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
+    or a tensor, or a list of up to 16 of them, shown side by side on one shared range (with
+    ``preprocess=False``: tensors that are the model's input, used exactly as given). How
+    to build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
     (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
     ``options``. ``command`` is the command line that asked for this build, for the manifest.
     ``progress`` receives one-line messages; ``show_progress`` draws progress bars on stderr
@@ -142,7 +149,14 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     colormap_lut(chosen_options.cmap)  # an unknown colormap fails before any work is done
     torch_device = parse_device(chosen_options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
-    source = read_input(image, chosen_options.preprocess)
+    if image is None and chosen_options.dataset is None:
+        raise ReportError("No image was given; pass an image, or --dataset to use its first.")
+    givens = ([read_input(item, chosen_options.preprocess) for item in _images(image)]
+              if image is not None else [])
+    files = dataset_files(chosen_options)
+    if files is not None and not chosen_options.preprocess:
+        raise ReportError("--dataset preprocesses its images, so it cannot be combined with "
+                          "preprocess=False.")
     spec = check_model(model, chosen_options.model_args)  # before anything is loaded or said
     check_size_before_loading(spec, chosen_options.size, chosen_options.model_args)
     clock.lap("image")
@@ -156,10 +170,28 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     if not chosen:
         raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to "
                           "show; --layers can name other layers (--layers @blocks: its blocks).")
+    preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
+                                               chosen_options)
+    dataset = None
+    if files is not None:
+        conv_names = {name for name, _ in conv_layers(loaded.module)}
+        others = [name for name in chosen if name not in conv_names]
+        if others:
+            raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
+                              f"{f' and {len(others) - 1} more' if len(others) > 1 else ''} "
+                              "out of --layers.")
+        assert isinstance(preprocessing, Preprocessing)  # preprocess=False was refused above
+        say(f"Mining {len(files)} dataset files for each channel's top {chosen_options.top_k} "
+            "images ...")
+        dataset = mine_for_report(loaded.module, files, chosen, preprocessing, chosen_options,
+                                  target, loaded.weights.get("sha256"), show_progress)
+        clock.lap("dataset")
+        if not givens:
+            givens = [load_image(dataset.first_image())]
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
-    prepared = model_input(source, loaded.module, loaded.preprocessing, chosen_options)
-    batch, preprocessing = prepared.batch, prepared.preprocessing
+    batch, input_notes = model_batch(givens, preprocessing, loaded.module)
+    notes = [*loaded.notes, *notes, *input_notes]
     clock.lap("image")
 
     with staged_folder(target) as site:
@@ -171,26 +203,35 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             say(f"Running {loaded.name} once with hooks on {hooked} ...")
             with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
                 recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
-                                              input_hw=(batch.shape[-2], batch.shape[-1]))
+                                              dataset.peaks() if dataset else None,
+                                              input_hw=(batch.shape[-2], batch.shape[-1]),
+                                              batch_size=batch.shape[0])
                 logits = _forward(loaded, batch, torch_device, recorder, chosen)
             skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
             clock.timings["grids"] = recorder.seconds
-            writer.submit(preprocessing.to_picture(batch), site / INPUT_PNG)
-            layers = _with_filters(recorder.captures, loaded.module, writer, site)
+            for number in range(len(givens)):
+                writer.submit(preprocessing.to_picture(batch[number:number + 1]),
+                              site / input_png(number))
+            examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
+                        if dataset else {})
+            clock.lap("dataset crops")
+            layers = _with_filters(recorder.captures, loaded.module, writer, site, examples)
             clock.lap("filters")
             with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
                 writer.close(ticker.update)
             clock.lap("png")
         record = ReportRecord(
             created=build_time(), versions=manifests.versions(), command=command,
-            model=_model_info(loaded), weights=loaded.weights, image=source.describe(),
+            model=_model_info(loaded), weights=loaded.weights,
             preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*loaded.notes, *source.notes, *prepared.notes, *skipped,
-                   *_category_notes(logits, loaded.categories,
-                                    chosen_options.categories_must_match)],
-            predictions=_predictions(logits, loaded.categories), layers=layers)
+            notes=[*notes, *skipped, *_category_notes(logits, loaded.categories,
+                                                      chosen_options.categories_must_match)],
+            inputs=[InputRecord(given.describe(), input_png(number),
+                                _predictions(logits, loaded.categories, number))
+                    for number, given in enumerate(givens)],
+            layers=layers, dataset=dataset.summary(chosen_options) if dataset else None)
         written = manifests.write(site, record)
         write_pages(site, record, preprocessing.input_size)
         clock.lap("html")
@@ -200,6 +241,18 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     return Report(final, final / "index.html", record, written, clock.timings,
                   final / single.path.name if single else None,
                   encode_seconds=writer.seconds)
+
+
+def _images(image: Any) -> list[Any]:
+    """One image, or a list or tuple of them (at most MAX_IMAGES)."""
+    images = list(image) if isinstance(image, (list, tuple)) else [image]
+    if not images:
+        raise ReportError("No image was given; pass an image (or a list of them).")
+    if len(images) > MAX_IMAGES:
+        raise ReportError(f"{len(images)} images were given; a report shows at most "
+                          f"{MAX_IMAGES} side by side. Choose fewer, or mine a folder with "
+                          "--dataset.")
+    return images
 
 
 def _single_file(site: Path, say: Callable[[str], None]) -> Any:
@@ -241,7 +294,7 @@ def _skipped_notes(skipped: list[tuple[str, str]], shown: bool) -> list[str]:
 
 
 def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
-                  site: Path) -> list[LayerRecord]:
+                  site: Path, examples: dict[str, LayerDataset]) -> list[LayerRecord]:
     """Each capture with its conv's filter picture (drawn once per module, shared by calls);
     layers that are not convolutions have none."""
     convs = dict(conv_layers(module))
@@ -249,7 +302,7 @@ def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
     layers = []
     for capture in captures:
         if capture.module_name not in convs:
-            layers.append(LayerRecord.of(capture, None))
+            layers.append(LayerRecord.of(capture, None, examples.get(capture.name)))
             continue
         picture = pictures.get(capture.module_name)
         if picture is None:
@@ -260,7 +313,7 @@ def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
                                     figure.view, figure.description, figure.layout,
                                     figure.scale, figure.strongest_input, figure.stats)
             pictures[capture.module_name] = picture
-        layers.append(LayerRecord.of(capture, picture))
+        layers.append(LayerRecord.of(capture, picture, examples.get(capture.name)))
     return layers
 
 
@@ -272,6 +325,7 @@ def _model_info(loaded: LoadedModel) -> ModelInfo:
 
 def _category_notes(logits: Any, categories: list[str] | None, must_match: bool = False
                     ) -> list[str]:
+    # one line however many images: the names and the outputs disagree for all of them
     """A warning (and a note in the report) when the names do not match the outputs; an
     error when they must (a --categories file made for this model)."""
     if not categories or not _is_logits(logits) or len(categories) == logits.shape[1]:
@@ -287,15 +341,17 @@ def _category_notes(logits: Any, categories: list[str] | None, must_match: bool 
 
 
 def _is_logits(logits: Any) -> bool:
-    return isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == 1
+    return isinstance(logits, torch.Tensor) and logits.dim() == 2
 
 
-def _predictions(logits: Any, categories: list[str] | None, top: int = 5) -> list[Prediction]:
+def _predictions(logits: Any, categories: list[str] | None, number: int = 0,
+                 top: int = 5) -> list[Prediction]:
+    """The top predictions for image ``number`` of the batch."""
     if not _is_logits(logits):
         return []
     if categories and len(categories) != logits.shape[1]:
         categories = None
-    probabilities = logits[0].float().softmax(dim=0)
+    probabilities = logits[number].float().softmax(dim=0)
     values, indices = probabilities.topk(min(top, probabilities.numel()))
     result = []
     for value, index in zip(values.tolist(), indices.tolist(), strict=True):

@@ -75,8 +75,9 @@ def cli() -> None:
 @cli.command()
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("-w", "--weights", default=DEFAULT_WEIGHTS, show_default=True, help=WEIGHTS_HELP)
-@click.option("-i", "--image", "images", multiple=True, help=IMAGE_HELP +
-              f"  [default: {DEFAULT_IMAGE}]")
+@click.option("-i", "--image", "images", multiple=True,
+              help=f"{IMAGE_HELP} Repeat for up to 16 images side by side, on one shared range "
+                   f"per channel.  [default: {DEFAULT_IMAGE}]")
 @click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True, type=click.Path(),
               help="Output folder; replaced only if it holds an earlier report.")
 @click.option("--layers", multiple=True,
@@ -96,6 +97,20 @@ def cli() -> None:
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
               help="Seed for --weights none.")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
+@click.option("--dataset", type=click.Path(), default=DEFAULTS.dataset,
+              help="A folder of images (recursive) or a text file of image paths: add each "
+                   "channel's top dataset examples and dataset statistics. Without -i, the "
+                   "first dataset image is the report's image.")
+@click.option("--top-k", type=int, default=DEFAULTS.top_k, show_default=True,
+              help="Dataset examples kept per channel.")
+@click.option("--limit", type=int, default=DEFAULTS.limit,
+              help="Only the first N dataset files (in sorted path order).")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
+              help="Dataset images per forward pass.")
+@click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True,
+              help="Processes decoding dataset images (0: none, decode in this process).")
+@click.option("--no-resume", "resume", flag_value=False, default=DEFAULTS.resume,
+              help="Start the dataset pass over instead of continuing an interrupted one.")
 @click.option("--self-contained", is_flag=True,
               help="Also write SITE_DIR/report.html: the whole report in one file that opens "
                    "offline (images and assets inlined).")
@@ -124,10 +139,8 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     _configure_logging(verbose, quiet)
     from reportgen.build import build_report
 
-    if len(images) > 1:
-        raise ReportError(f"{len(images)} images were given with -i, but a report shows one "
-                          "image; build one report per image (-d to name each folder).")
-    image = images[0] if images else DEFAULT_IMAGE
+    image: str | list[str] | None = list(images) if len(images) > 1 else (
+        images[0] if images else (None if flags.get("dataset") else DEFAULT_IMAGE))
     started = time.perf_counter()
     command = command_line(click.get_current_context(), dict(
         flags, model=model, weights=weights, images=images, site_dir=site_dir))
@@ -225,7 +238,6 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
 def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **options: Any) -> None:
     """Draw chosen channels of chosen layers as a figure for a paper (PDF, SVG or PNG)."""
     _configure_logging(verbose, quiet)
-    from reportgen.errors import ReportError
     from reportgen.publish.figure import make_figure
 
     if options["source"] is not None and (options["model"] is not None or options["size"]
@@ -312,7 +324,6 @@ def _base_name(name: str | None, text: str) -> str:
 
 def _run(verbose: int, action: Callable[[], Any]) -> Any:
     """Show unexpected errors as one line too (a traceback only with -v)."""
-    from reportgen.errors import ReportError
 
     try:
         return action()

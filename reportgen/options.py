@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from reportgen.errors import ReportError
@@ -28,8 +30,13 @@ DEFAULT_SITE_DIR = "site"
 LAYER_TABLE_SIZE = 224
 
 #: How a map's values become grey levels: a robust range per channel (the default), one over
-#: the whole layer, or each channel's exact min..max (see reportgen.pictures.ranges).
-NORMALIZATIONS = ("channel", "layer", "minmax")
+#: the whole layer, each channel's exact min..max, or (with --dataset) from 0 to the channel's
+#: 99th-percentile peak over the dataset (see reportgen.pictures.ranges).
+NORMALIZATIONS = ("channel", "layer", "minmax", "dataset")
+DEFAULT_TOP_K = 9
+DEFAULT_BATCH_SIZE = 32
+#: Options that only mean something with --dataset.
+DATASET_ONLY = ("top_k", "limit")
 MIN_TILE_CAP = 8
 DEFAULT_TILE_CAP = 256  # longest side of an activation tile, px
 DEFAULT_COMPRESS_LEVEL = 1  # PNG zlib level: several times faster than 6 for ~10 % more bytes
@@ -41,10 +48,11 @@ def choices(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def _recorded(default: Any, flag: str, repeat: bool = False) -> Any:
+def _recorded(default: Any, flag: str, path: bool = False, repeat: bool = False) -> Any:
     """A field that changes the report's pictures: kept in the manifest and in the command
-    that rebuilds the report (``flag``; given once per item of a tuple when ``repeat``)."""
-    return field(default=default, metadata={"flag": flag, "repeat": repeat})
+    that rebuilds the report (``flag``, given once per item of a tuple when ``repeat``); a
+    ``path`` is kept by its base name only, so no user's folder layout is published."""
+    return field(default=default, metadata={"flag": flag, "path": path, "repeat": repeat})
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,14 @@ class BuildOptions:
     size: int | None = _recorded(None, "--size")  # crop size; None: the weights' own
     tile_cap: int | None = _recorded(DEFAULT_TILE_CAP, "--tile-cap")
     compress_level: int = _recorded(DEFAULT_COMPRESS_LEVEL, "--compress-level")
+    #: A folder of images (searched recursively) or a text file listing image paths: each
+    #: channel's top dataset examples and dataset statistics join the report.
+    dataset: str | None = _recorded(None, "--dataset", path=True)
+    top_k: int = _recorded(DEFAULT_TOP_K, "--top-k")  # dataset examples kept per channel
+    limit: int | None = _recorded(None, "--limit")  # only the first N dataset files
+    batch_size: int = DEFAULT_BATCH_SIZE  # dataset images per forward pass
+    workers: int = 2  # DataLoader processes decoding the dataset (0: in this process)
+    resume: bool = True  # continue an interrupted dataset run from its saved state
     device: str = "cpu"
     self_contained: bool = False  # also write report.html, the whole report in one file
     categories: tuple[str, ...] | None = None  # class names for the model's outputs
@@ -98,6 +114,16 @@ class BuildOptions:
             raise ReportError(f"PNG compression level must be 0-9, not {self.compress_level}.")
         if not _DEVICE.fullmatch(self.device):
             raise ReportError(f"Unknown device '{self.device}'; use cpu or cuda.")
+        if self.normalize == "dataset" and self.dataset is None:
+            raise ReportError("--normalize dataset needs --dataset DIR (the dataset's ranges).")
+        if self.dataset is not None:
+            object.__setattr__(self, "dataset", os.fspath(self.dataset))
+        if self.top_k < 1:
+            raise ReportError(f"--top-k must be at least 1, not {self.top_k}.")
+        if self.limit is not None and self.limit < 1:
+            raise ReportError(f"--limit must be at least 1, not {self.limit}.")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ReportError("--batch-size must be at least 1 and --workers at least 0.")
         if self.categories is not None:  # a list from the keyword API: keep it hashable
             object.__setattr__(self, "categories", tuple(self.categories))
         from reportgen.inputs.modelspec import normalize_model_args  # no torch in there
@@ -141,8 +167,9 @@ class BuildOptions:
 
     def recorded(self) -> dict[str, Any]:
         """What the manifest's ``options`` holds: the options that change the pictures."""
-        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)
-                if "flag" in item.metadata}
+        return {item.name: _base_name(getattr(self, item.name)) if item.metadata["path"]
+                else getattr(self, item.name)
+                for item in dataclasses.fields(self) if "flag" in item.metadata}
 
     @classmethod
     def from_recorded(cls, recorded: Mapping[str, Any]) -> BuildOptions:
@@ -157,12 +184,16 @@ class BuildOptions:
         or a factory's model as it builds it); options that are off or unset are left out.
         """
         words: list[str] = []
+        recorded = self.recorded()
         for item in dataclasses.fields(self):
-            flag = item.metadata.get("flag")
-            value = getattr(self, item.name)
-            if flag is None or value is None or value == "" or value == ():
+            if item.name not in recorded:
+                continue
+            flag, value = item.metadata["flag"], recorded[item.name]
+            if value is None or value == "" or value == ():
                 continue
             if item.name == "seed" and not seeded:
+                continue
+            if item.name in DATASET_ONLY and self.dataset is None:
                 continue
             if isinstance(value, bool):  # a switch: given when it differs from its default
                 words += [flag] if value != item.default else []
@@ -198,3 +229,7 @@ def _per_channel(name: str, given: Any) -> tuple[float, ...] | None:
 def _joined(values: tuple[Any, ...]) -> str:
     """(0.485, 0.456, 0.406) -> "0.485,0.456,0.406", as --mean takes it."""
     return ",".join(repr(value) if isinstance(value, float) else str(value) for value in values)
+
+
+def _base_name(value: Any) -> Any:
+    return PurePath(value).name if isinstance(value, str) else value

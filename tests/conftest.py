@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
+# Caches (receptive fields, feature visualisations) go to a fresh folder, never the home.
+os.environ.setdefault("REPORTGEN_CACHE_DIR", tempfile.mkdtemp(prefix="reportgen-cache-"))
 
 
 class IdentityNet(nn.Module):

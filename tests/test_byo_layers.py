@@ -142,3 +142,46 @@ def test_figure_of_a_block(tmp_path):
     made = make_figure(tmp_path / "blocks.png", ["layer4.1:0,1", "conv1:0"], model="resnet18",
                        weights="none", image="coffee", size=64)
     assert made.panels[0].shape == (512, 2, 2)
+
+
+class TokenNet(nn.Module):
+    """A conv stem, then a class token and a block over 4x4 tokens, as a small ViT does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.block = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)  # (N, 16, 8)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return self.head(self.block(tokens)[:, 0])
+
+
+def test_token_blocks_with_several_images_and_the_dataset_limit(tmp_path):
+    torch.manual_seed(0)
+    net = TokenNet()
+    report = build_report(net, None, ["coffee", "chelsea"], tmp_path / "s", size=16,
+                          layers="stem,block")
+    block = report.layers[1]
+    assert block.name == "block" and block.stats.shape == (8, 4, 4)
+    assert len(block.images) == 2 and block.images[0].stats != block.images[1].stats
+    assert block.spec.dropped_tokens == 1
+    with torch.inference_mode():  # the second image's maps are its own tokens, on the grid
+        from reportgen.inputs.images import load_image
+        from reportgen.inputs.preprocess import Preprocessing
+
+        batch = Preprocessing.from_preset(None, 16)(load_image("chelsea").rgb)
+        tokens = net.block(torch.cat([net.cls, net.stem(batch).flatten(2).transpose(1, 2)], 1))
+    assert block.images[1].stats.channel_max == pytest.approx(
+        tokens[0, 1:].amax(dim=0).tolist(), rel=1e-4)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (9, 90, 200)).save(folder / "a.png")
+    with pytest.raises(ReportError, match="--dataset mines conv layers only; leave block"):
+        build_report(TokenNet(), None, "coffee", tmp_path / "t", size=16, layers="stem,block",
+                     dataset=folder)

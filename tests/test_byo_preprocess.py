@@ -130,8 +130,9 @@ def test_preprocess_false_gives_exactly_the_models_logits(tmp_path):
 def test_preprocess_false_checks_the_shape(tmp_path):
     net = TinyNet()
     cases = [(torch.zeros(1, 1, 8, 8), "the tensor has 1 channels"),
-             (torch.zeros(2, 3, 8, 8), "a report shows one input"),
-             (torch.zeros(8, 8), "a report shows one input"),
+             (torch.zeros(2, 3, 8, 8), "pass one input as"),
+             (torch.zeros(8, 8), "pass one input as"),
+             ([torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 9, 9)], "different shapes"),
              (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "is uint8"),
              (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
              ("coffee", "not str")]

@@ -48,15 +48,6 @@ def test_repeated_layers_flag_is_the_union(tmp_path):
     assert "--layers 'features.0.*' --layers 'features.1.conv.0.*'" in manifest["command"]
 
 
-def test_several_images_fail_with_one_clear_line(tmp_path):
-    result = CliRunner().invoke(cli, ["build", "-i", "coffee", "-i", "chelsea", "-d",
-                                      str(tmp_path / "s")])
-    assert result.exit_code == 2
-    assert "2 images were given with -i" in result.output
-    assert len(result.output.strip().splitlines()) == 1
-    assert not (tmp_path / "s").exists()
-
-
 def test_a_crop_that_discards_most_of_a_panorama_is_noted(tmp_path, tiny_net):
     panorama = np.zeros((500, 4000, 3), np.uint8)
     report = build_report(tiny_net, None, panorama, tmp_path / "s", size=32)

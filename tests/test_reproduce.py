@@ -13,7 +13,7 @@ import reportgen
 from conftest import TinyNet, site_files
 from reportgen.cli import cli
 from reportgen.options import BuildOptions
-from reportgen.report.model import ModelInfo, ReportRecord
+from reportgen.report.model import InputRecord, ModelInfo, ReportRecord
 from reportgen.report.reproduce import bibtex, equivalent_command, reproduction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,11 +88,10 @@ def record(**changes) -> ReportRecord:
         created="2031-02-03T04:05:06Z", versions={"reportgen": "1.2.3"}, command=None,
         model=ModelInfo("resnet18", "ResNet", 11_689_512, 20),
         weights={"name": "checkpoint", "file": "best run.pth", "sha256": "ab" * 32},
-        image={"kind": "file", "source": "my photo.jpg", "sha256": "cd" * 32},
-        preprocessing={}, options=BuildOptions(layers="layer4.*"), notes=[], predictions=[],
-        layers=[])
+        preprocessing={}, options=BuildOptions(layers="layer4.*"), notes=[], layers=[])
+    image = changes.pop("image", {"kind": "file", "source": "my photo.jpg", "sha256": "cd" * 32})
     fields.update(changes)
-    return ReportRecord(**fields)
+    return ReportRecord(**fields, inputs=[InputRecord(image, "img/input.png", [])])
 
 
 def test_equivalent_command_for_a_checkpoint_and_a_file():

@@ -63,7 +63,7 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class FeatureView:
-    """An output as a (1, C, H, W) batch (a view where possible), and how it was read."""
+    """An output as an (N, C, H, W) batch (a view where possible), and how it was read."""
 
     batch: torch.Tensor
     read_as: str
@@ -72,8 +72,12 @@ class FeatureView:
     from_tuple: bool
 
 
-def read_feature_map(output: object, input_hw: tuple[int, int] | None) -> FeatureView | str:
-    """The output as maps, or why it cannot be shown (a short phrase for the report's note)."""
+def read_feature_map(output: object, input_hw: tuple[int, int] | None,
+                     batch_size: int = 1) -> FeatureView | str:
+    """The output as maps, or why it cannot be shown (a short phrase for the report's note).
+
+    ``batch_size`` is the number of images in the forward pass: the output's first dimension
+    must be it (a sequence-first (L, N, C) output is not read)."""
     tensor, from_tuple = output, False
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         tensor, from_tuple = output[0], True
@@ -82,7 +86,7 @@ def read_feature_map(output: object, input_hw: tuple[int, int] | None) -> Featur
     shape = tuple(int(v) for v in tensor.shape)
     if not tensor.is_floating_point():
         return f"its output {shape} is not floating point"
-    if len(shape) not in (3, 4) or shape[0] != 1:
+    if len(shape) not in (3, 4) or shape[0] != batch_size:
         return (f"its output {shape} is neither a feature map (N, C, H, W or N, H, W, C) nor a "
                 "token sequence (N, tokens, C)")
     if len(shape) == 4:
@@ -94,7 +98,8 @@ def read_feature_map(output: object, input_hw: tuple[int, int] | None) -> Featur
     for dropped in range(min(MAX_PREFIX_TOKENS, tokens - 1) + 1):
         side = math.isqrt(tokens - dropped)
         if side >= 2 and side * side == tokens - dropped:
-            grid = tensor[:, dropped:, :].transpose(1, 2).reshape(1, channels, side, side)
+            grid = tensor[:, dropped:, :].transpose(1, 2).reshape(batch_size, channels, side,
+                                                                  side)
             return FeatureView(grid, TOKENS, dropped, shape, from_tuple)
     return (f"its {tokens} tokens do not make a square grid (with up to {MAX_PREFIX_TOKENS} "
             "leading tokens dropped)")

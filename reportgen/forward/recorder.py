@@ -31,8 +31,8 @@ from reportgen.pictures.grids import (
     tile,
 )
 from reportgen.pictures.pngio import PngWriter
-from reportgen.pictures.ranges import picture_range, to_uint8
-from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture
+from reportgen.pictures.ranges import dataset_range, picture_range, to_uint8
+from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture, ImageActivation
 
 
 def slugify(name: str, taken: set[str]) -> str:
@@ -51,7 +51,8 @@ class ActivationRecorder:
 
     def __init__(self, site: Path, writer: PngWriter, options: BuildOptions,
                  on_layer: Callable[[], object] | None = None,
-                 input_hw: tuple[int, int] | None = None) -> None:
+                 dataset_peaks: dict[str, torch.Tensor] | None = None,
+                 input_hw: tuple[int, int] | None = None, batch_size: int = 1) -> None:
         self.site = site
         self.writer = writer
         self.normalize = options.normalize
@@ -61,7 +62,10 @@ class ActivationRecorder:
         self.captures: list[Capture] = []
         self.skipped: list[tuple[str, str]] = []  # (layer, why its output cannot be shown)
         self.input_hw = input_hw  # tells channels-last maps from channels-first ones
+        self.batch_size = batch_size  # images in the forward pass: an output's first dim
         self.on_layer = on_layer
+        #: Per layer (recorded name), each channel's dataset peak, for --normalize dataset.
+        self.dataset_peaks = dataset_peaks or {}
         self.seconds = 0.0
         self._slugs: set[str] = {"index", "input"}
         (site / IMAGE_DIR).mkdir(exist_ok=True)
@@ -73,34 +77,44 @@ class ActivationRecorder:
         if isinstance(module, nn.Conv2d):
             spec, raw = ConvSpec.of(name, module), output
         else:
-            view = read_feature_map(output, self.input_hw)
+            view = read_feature_map(output, self.input_hw, self.batch_size)
             if not isinstance(view, FeatureView):
                 self.skipped.append((full_name, view))
                 self.seconds += time.perf_counter() - started
                 return
             spec, raw = feature_spec(name, module, view), view.batch
-        # Batch of one, in the layout the model produced (channels-last for torchvision's
-        # models); derived tensors only, never aliases kept past this call.
-        batch = raw[:1].detach().float()
+        # One map stack per image, in the layout the model produced (channels-last for
+        # torchvision's models); derived tensors only, never aliases kept past this call.
+        batch = raw.detach().float()
         if self.rectify:
             batch = batch.clamp_min(0)
-        maps = batch[0]
-        stats = activation_stats(maps)
-        shown = shrink_to_cap(batch, self.tile_cap)[0]
-        low, high = picture_range(shown, self.normalize, torch.tensor(stats.channel_flat))
-        pixels = to_uint8(shown, low, high).cpu()
-        layout = GridLayout.for_channels(pixels.shape[0], pixels.shape[1], pixels.shape[2])
-        grid = tile(pixels, layout)
-        if self.lut is not None:
-            grid = colorize(grid, self.lut, gap_mask(layout))
+        stats = [activation_stats(maps) for maps in batch]
+        shown = shrink_to_cap(batch, self.tile_cap)
+        # Several images share one range per channel, so their pictures can be compared; a
+        # channel is drawn flat only when it is flat on every image.
+        flat = torch.tensor([all(s.channel_flat[k] for s in stats)
+                             for k in range(batch.shape[1])])
+        maps_shown = shown if len(stats) > 1 else shown[0]
+        if self.normalize == "dataset":
+            low, high = dataset_range(maps_shown, self.dataset_peaks[full_name], flat)
+        else:
+            low, high = picture_range(maps_shown, self.normalize, flat)
         slug = slugify(full_name, self._slugs)
-        png = f"{IMAGE_DIR}/{slug}-act.png"
-        self.writer.submit(grid, self.site / png)
-        picture = ActivationPicture(png, layout, (int(maps.shape[1]), int(maps.shape[2])),
-                                    shrunk=tuple(shown.shape[1:]) != tuple(maps.shape[1:]),
+        layout = GridLayout.for_channels(shown.shape[1], shown.shape[2], shown.shape[3])
+        views = []
+        for number, (maps, numbers) in enumerate(zip(shown, stats, strict=True)):
+            grid = tile(to_uint8(maps, low, high).cpu(), layout)
+            if self.lut is not None:
+                grid = colorize(grid, self.lut, gap_mask(layout))
+            png = f"{IMAGE_DIR}/{slug}-act{f'-{number + 1}' if number else ''}.png"
+            self.writer.submit(grid, self.site / png)
+            views.append(ImageActivation(png, numbers))
+        map_size = (int(batch.shape[2]), int(batch.shape[3]))
+        picture = ActivationPicture(views[0].png, layout, map_size,
+                                    shrunk=tuple(shown.shape[2:]) != map_size,
                                     low=rounded(low), high=rounded(high))
         self.captures.append(Capture(len(self.captures), full_name, name, call, slug,
-                                     spec, stats, picture))
+                                     spec, stats[0], picture, views))
         self.seconds += time.perf_counter() - started
         if self.on_layer is not None:
             self.on_layer()

@@ -89,16 +89,6 @@ class AsGiven:
                 "pad": False}
 
 
-@dataclass(frozen=True)
-class ModelInput:
-    """The batch the model runs on, where it came from, and how it was made."""
-
-    batch: torch.Tensor
-    image: SourceImage | RawInput
-    preprocessing: Preprocessing | AsGiven
-    notes: list[str]
-
-
 def read_input(image: Any, preprocess: bool = True) -> SourceImage | RawInput:
     """The image (any picture, see load_image), or with ``preprocess=False`` the tensor: read
     and checked before the model is loaded."""
@@ -114,8 +104,8 @@ def read_input(image: Any, preprocess: bool = True) -> SourceImage | RawInput:
     if tensor.dim() == 3:
         tensor = tensor.unsqueeze(0)
     if tensor.dim() != 4 or tensor.shape[0] != 1:
-        raise ReportError(f"preprocess=False: the tensor has shape {tuple(image.shape)}; a "
-                          "report shows one input, so pass (1, C, H, W) or (C, H, W).")
+        raise ReportError(f"preprocess=False: the tensor has shape {tuple(image.shape)}; pass "
+                          "one input as (1, C, H, W) or (C, H, W), or a list of them.")
     if not tensor.is_floating_point():
         raise ReportError(f"preprocess=False: the tensor is {str(tensor.dtype)[6:]}; the model "
                           "takes floating-point numbers (convert it as your DataLoader does).")
@@ -128,27 +118,56 @@ def read_input(image: Any, preprocess: bool = True) -> SourceImage | RawInput:
     return RawInput(tensor, digest.hexdigest())
 
 
-def model_input(given: SourceImage | RawInput, module: nn.Module, preset: Any,
-                options: BuildOptions) -> ModelInput:
-    """The batch for ``module``: the picture preprocessed for its channels, or the tensor."""
+def input_preprocessing(givens: list[SourceImage | RawInput], module: nn.Module, preset: Any,
+                        options: BuildOptions) -> tuple[Preprocessing | AsGiven, list[str]]:
+    """How the inputs become the model's batch: the picture preprocessed for the model's
+    channels, or (``preprocess=False``) the tensors as given, checked against the model."""
     channels, first = input_channels(module)
-    if isinstance(given, RawInput):
-        return _as_given(given, module, channels, first, options)
+    raw = [given for given in givens if isinstance(given, RawInput)]
+    if raw:
+        return _as_given(raw, channels, first, options)
     if channels not in PICTURE_CHANNELS:
         raise ReportError(
             f"The model's first convolution ({first}) takes {channels} input channels, and "
             "from a picture reportgen makes 1 (grey) or 3 (RGB). Pass a (1, "
             f"{channels}, H, W) tensor that already has them with "
             "build_report(..., preprocess=False).")
-    preprocessing, notes = Preprocessing.chosen(preset, options, channels)
-    crop_note = preprocessing.crop_note(given.rgb.width, given.rgb.height)
-    return ModelInput(preprocessing(given.rgb), given, preprocessing,
-                      [*notes, *([crop_note] if crop_note else [])])
+    return Preprocessing.chosen(preset, options, channels)
 
 
-def _as_given(given: RawInput, module: nn.Module, channels: int, first: str | None,
-              options: BuildOptions) -> ModelInput:
-    shape = given.shape
+def model_batch(givens: list[SourceImage | RawInput], preprocessing: Preprocessing | AsGiven,
+                module: nn.Module) -> tuple[torch.Tensor, list[str]]:
+    """The batch of all inputs, and each input's notes (named by input when there are
+    several): conversions, how much a centre crop kept, a tensor's dtype conversion."""
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+    tensors, notes = [], []
+    for number, given in enumerate(givens):
+        own: list[str] = []
+        if isinstance(given, RawInput):
+            tensor = given.tensor
+            if dtype is not None and tensor.dtype != dtype:
+                own.append(f"The tensor was converted from {str(tensor.dtype)[6:]} to "
+                           f"{str(dtype)[6:]}, the model's parameter type.")
+                tensor = tensor.to(dtype)
+            name = f"tensor {number + 1}"
+        else:
+            assert isinstance(preprocessing, Preprocessing)
+            tensor = preprocessing(given.rgb)
+            crop = preprocessing.crop_note(given.rgb.width, given.rgb.height)
+            own = [*given.notes, *([crop] if crop else [])]
+            name = given.name
+        tensors.append(tensor)
+        notes += own if len(givens) == 1 else [f"{name}: {note}" for note in own]
+    return torch.cat(tensors), notes
+
+
+def _as_given(raw: list[RawInput], channels: int, first: str | None,
+              options: BuildOptions) -> tuple[AsGiven, list[str]]:
+    shape = raw[0].shape
+    if any(given.shape[1:] != shape[1:] for given in raw):
+        raise ReportError("preprocess=False: the tensors have different shapes ("
+                          f"{', '.join(str(given.shape) for given in raw)}); one batch needs "
+                          "one shape.")
     if first is not None and shape[1] != channels:
         raise ReportError(f"preprocess=False: the tensor has {shape[1]} channels (shape "
                           f"{shape}) but the model's first convolution ({first}) takes "
@@ -157,17 +176,10 @@ def _as_given(given: RawInput, module: nn.Module, channels: int, first: str | No
         if values is not None and len(values) not in (1, shape[1]):
             raise ReportError(f"--{name} has {len(values)} values but the tensor has "
                               f"{shape[1]} channels.")
-    mean = _per_channel(options.mean, shape[1])
-    std = _per_channel(options.std, shape[1])
-    batch = given.tensor
     notes = [f"The input is the {'×'.join(str(v) for v in shape)} tensor exactly as given "
              "(preprocess=False): no resize, crop or normalisation by reportgen."]
-    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
-    if dtype is not None and batch.dtype != dtype:
-        notes.append(f"The tensor was converted from {str(batch.dtype)[6:]} to "
-                     f"{str(dtype)[6:]}, the model's parameter type.")
-        batch = batch.to(dtype)
-    return ModelInput(batch, given, AsGiven(shape, mean, std), notes)
+    return AsGiven(shape, _per_channel(options.mean, shape[1]),
+                   _per_channel(options.std, shape[1])), notes
 
 
 def _per_channel(values: tuple[float, ...] | None, channels: int) -> tuple[float, ...] | None:

@@ -30,6 +30,8 @@ DESCRIPTIONS = {
     "layer": ("one range for the whole layer, its 1st–99th percentile (each map's outermost "
               "ring left out of the range); values outside are clipped"),
     "minmax": "each channel on its own exact minimum–maximum range (nothing clipped)",
+    "dataset": ("each channel from 0 to its 99th-percentile peak over the dataset, so "
+                "brightness compares this image with the dataset; values outside are clipped"),
 }
 
 
@@ -38,16 +40,18 @@ def describe(mode: str) -> str:
 
 
 def display_range(maps: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(low, high), each (C,), for (C, H, W) float maps in any layout.
+    """(low, high), each (C,), for (C, H, W) float maps in any layout, or (N, C, H, W): the
+    maps of N images, which then share one range per channel so they can be compared.
 
     ``channel`` and ``layer`` use the robust percentiles above; ``minmax`` the exact range.
     """
-    channels = maps.shape[0]
+    stack = maps.unsqueeze(0) if maps.dim() == 3 else maps
+    channels = stack.shape[1]
     if mode == "minmax":
-        return maps.amin(dim=(1, 2)), maps.amax(dim=(1, 2))
-    height, width = maps.shape[-2:]
-    core = maps[:, 1:-1, 1:-1] if min(height, width) >= RING_FROM else maps
-    values = core.reshape(channels, -1)
+        return stack.amin(dim=(0, 2, 3)), stack.amax(dim=(0, 2, 3))
+    height, width = stack.shape[-2:]
+    core = stack[:, :, 1:-1, 1:-1] if min(height, width) >= RING_FROM else stack
+    values = core.transpose(0, 1).reshape(channels, -1)
     if mode == "layer":
         low, high = _percentiles(values.reshape(1, -1))
         return low.expand(channels), high.expand(channels)
@@ -59,7 +63,7 @@ def picture_range(maps: torch.Tensor, mode: str, flat: torch.Tensor
     """:func:`display_range`, with flat channels on the layer's range (by the same rule:
     robust, or exact for ``minmax``), so they show where they sit in the layer."""
     low, high = display_range(maps, mode)
-    if mode != "layer" and bool(flat.any()):
+    if mode != "layer" and bool(flat.any()):  # maps: (C, H, W), or (N, C, H, W) for N images
         flat = flat.to(low.device)
         if mode == "minmax":
             layer_low, layer_high = maps.amin(), maps.amax()
@@ -68,6 +72,17 @@ def picture_range(maps: torch.Tensor, mode: str, flat: torch.Tensor
         low = torch.where(flat, layer_low.expand_as(low), low)
         high = torch.where(flat, layer_high.expand_as(high), high)
     return low, high
+
+
+def dataset_range(maps: torch.Tensor, peaks: torch.Tensor, flat: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """0 to each channel's dataset peak (``peaks``, (C,)); a channel the dataset never
+    excites above 0 falls back to its own robust range on these maps."""
+    own_low, own_high = picture_range(maps, "channel", flat)
+    peaks = peaks.to(own_high.device, own_high.dtype)
+    usable = peaks > 0
+    return (torch.where(usable, torch.zeros_like(own_low), own_low),
+            torch.where(usable, peaks, own_high))
 
 
 def _percentiles(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

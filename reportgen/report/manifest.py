@@ -21,7 +21,13 @@ from reportgen.forward.stats import FLAT_FRACTION
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
-from reportgen.report.model import IN_MEMORY_WEIGHTS, LayerRecord, ModelInfo, ReportRecord
+from reportgen.report.model import (
+    IN_MEMORY_WEIGHTS,
+    LayerRecord,
+    ModelInfo,
+    Prediction,
+    ReportRecord,
+)
 
 #: 2: "channel" normalisation became robust percentiles (1: min-max, now "minmax"); layers
 #: gained channels.channel_min, .flat, .shown_low, .shown_high.
@@ -48,8 +54,12 @@ def versions() -> dict[str, str]:
 
 # ------------------------------------------------------------------ writing
 def to_json(record: ReportRecord) -> dict[str, Any]:
-    """The manifest's JSON object (the contract: field names and meaning)."""
-    return {
+    """The manifest's JSON object (the contract: field names and meaning).
+
+    ``image`` and ``predictions`` are the first image's; a report of several images also has
+    ``inputs`` (each image, its input picture and predictions) and ``layers[i].images``.
+    """
+    data = {
         "schema_version": SCHEMA_VERSION,
         "generator": GENERATOR,
         "created": record.created,
@@ -71,13 +81,29 @@ def to_json(record: ReportRecord) -> dict[str, Any]:
                           "ring_excluded_from": ranges.RING_FROM,
                           "flat_fraction": FLAT_FRACTION},
         "notes": record.notes,
-        "predictions": [{"label": p.label, "index": p.index,
-                         "probability": round(p.probability, 6)} for p in record.predictions],
-        "layers": [layer_json(layer) for layer in record.layers],
+        "predictions": _predictions(record.predictions),
+        "layers": [layer_json(layer, several=len(record.inputs) > 1) for layer in record.layers],
     }
+    if record.dataset is not None:
+        summary = record.dataset
+        data["dataset"] = {"root": summary.root, "files": summary.files,
+                           "images": summary.images, "top_k": summary.top_k,
+                           "score": summary.score, "quantile_sample": summary.sample_size,
+                           "skipped": [{"path": path, "reason": reason}
+                                       for path, reason in summary.skipped]}
+    if len(record.inputs) > 1:
+        data["inputs"] = [{"image": view.image, "input": view.png,
+                           "predictions": _predictions(view.predictions)}
+                          for view in record.inputs]
+    return data
 
 
-def layer_json(layer: LayerRecord) -> dict[str, Any]:
+def _predictions(predictions: list[Prediction]) -> list[dict[str, Any]]:
+    return [{"label": p.label, "index": p.index, "probability": round(p.probability, 6)}
+            for p in predictions]
+
+
+def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
     activation, filters = layer.activation, layer.filters
     spec = asdict(layer.spec)
     spec.pop("name")
@@ -87,7 +113,7 @@ def layer_json(layer: LayerRecord) -> dict[str, Any]:
     per_channel["flat"] = stats.pop("channel_flat")
     per_channel["shown_low"], per_channel["shown_high"] = activation.low, activation.high
     shape = stats.pop("shape")
-    return {
+    entry = {
         "name": layer.name,
         "module": layer.module_name,
         "call": layer.call,
@@ -110,6 +136,23 @@ def layer_json(layer: LayerRecord) -> dict[str, Any]:
         "strongest_input": filters.strongest_input if filters else None,
         "weight_stats": filters.weight_stats if filters else None,
     }
+    if layer.dataset is not None:
+        # the examples themselves (17,056 channels x k for MobileNetV2) are in their own file
+        entry["examples"] = layer.dataset.examples_json
+        summaries = layer.dataset.summaries
+        entry["dataset_stats"] = {"count": summaries[0].count if summaries else 0} | {
+            key: [float(f"{getattr(s, key):.6g}") for s in summaries]
+            for key in ("mean", "min", "max", "p50", "p90", "p99")}
+        entry["image_percentile"] = layer.dataset.percentile
+        field = layer.dataset.receptive_field
+        entry["receptive_field"] = {"size": field.size, "stride": field.stride,
+                                    "offset": field.offset}
+    if several:  # each image's picture (all on the shared range) and per-channel numbers
+        entry["images"] = [{"activation": view.png,
+                            "channel_mean": view.stats.channel_mean,
+                            "channel_max": view.stats.channel_max,
+                            "flat": view.stats.channel_flat} for view in layer.images]
+    return entry
 
 
 def write(site: Path, record: ReportRecord) -> dict[str, Any]:

@@ -8,7 +8,7 @@ drawn, a :class:`ReportRecord` once the predictions are in. Templates read these
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.forward.features import FeatureSpec
 from reportgen.forward.hooks import ConvSpec
@@ -18,9 +18,21 @@ from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
 from reportgen.pictures.grids import GridLayout
 
+if TYPE_CHECKING:  # the dataset package builds on this module; only its types are needed
+    from reportgen.dataset.crops import CroppedExample
+    from reportgen.dataset.layer import ChannelSummary
+    from reportgen.dataset.receptive import ReceptiveField
+
 #: Folder of the site's pictures, relative to the site.
 IMAGE_DIR = "img"
 INPUT_PNG = f"{IMAGE_DIR}/input.png"
+#: At most this many images side by side in one report.
+MAX_IMAGES = 16
+
+
+def input_png(number: int) -> str:
+    """The first image's input picture is img/input.png, the second img/input-2.png, ..."""
+    return INPUT_PNG if number == 0 else f"{IMAGE_DIR}/input-{number + 1}.png"
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,42 @@ class FilterPicture:
 
 
 @dataclass(frozen=True)
+class LayerDataset:
+    """What a dataset says about one layer: each channel's top examples and statistics."""
+
+    examples_json: str  # site-relative JSON file: per channel, its examples (best first)
+    examples: list[list[CroppedExample]]  # per channel, best first
+    summaries: list[ChannelSummary]  # per channel: statistics of the spatial maxima
+    percentile: list[float]  # per channel: % of the dataset the report's image beats
+    receptive_field: ReceptiveField
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """The dataset behind a report: where, how many images, which files were skipped."""
+
+    root: str  # the folder's (or list file's) name, never a full path
+    files: int
+    images: int  # decoded and used
+    skipped: list[tuple[str, str]]  # (dataset-relative path, reason)
+    top_k: int
+    sample_size: int  # images in the quantile sample
+    resumed_from: int  # files a saved state had done when this run started
+
+    @property
+    def score(self) -> str:
+        return "spatial max of the shown map"
+
+
+@dataclass(frozen=True)
+class ImageActivation:
+    """One input image's view of a layer: its grid picture and its numbers."""
+
+    png: str  # site-relative path
+    stats: ActivationStats
+
+
+@dataclass(frozen=True)
 class Capture:
     """One conv call as the forward hook saw it (a :class:`LayerRecord` without filters)."""
 
@@ -64,8 +112,9 @@ class Capture:
     call: int
     slug: str  # file-name-safe, unique
     spec: ConvSpec | FeatureSpec  # a FeatureSpec for a layer that is not a convolution
-    stats: ActivationStats
-    activation: ActivationPicture
+    stats: ActivationStats  # of the first image
+    activation: ActivationPicture  # of the first image; the range is shared by all images
+    images: list[ImageActivation]  # one per input image, the first one included
 
 
 @dataclass(frozen=True)
@@ -80,12 +129,16 @@ class LayerRecord:
     spec: ConvSpec | FeatureSpec
     stats: ActivationStats
     activation: ActivationPicture
+    images: list[ImageActivation]  # one per input image (a single one for most reports)
     filters: FilterPicture | None  # None: not a convolution, so no filters
+    dataset: LayerDataset | None = None  # with --dataset
 
     @classmethod
-    def of(cls, capture: Capture, filters: FilterPicture | None) -> LayerRecord:
+    def of(cls, capture: Capture, filters: FilterPicture | None,
+           dataset: LayerDataset | None = None) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
-                   capture.spec, capture.stats, capture.activation, filters)
+                   capture.spec, capture.stats, capture.activation, capture.images, filters,
+                   dataset)
 
     @property
     def page(self) -> str:
@@ -118,6 +171,15 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class InputRecord:
+    """One input image: where it came from, the picture the model saw, what it predicted."""
+
+    image: dict[str, Any]
+    png: str  # the input as the model saw it, site-relative
+    predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str  # the --model spec as recorded, or the class name of the caller's module
     class_name: str
@@ -141,12 +203,21 @@ class ReportRecord:
     command: str | None
     model: ModelInfo
     weights: dict[str, Any]
-    image: dict[str, Any]
     preprocessing: dict[str, Any]
     options: BuildOptions
     notes: list[str]
-    predictions: list[Prediction]
+    inputs: list[InputRecord]  # one per image; a report of several images shows them side by side
     layers: list[LayerRecord]
+    dataset: DatasetSummary | None = None
+
+    @property
+    def image(self) -> dict[str, Any]:
+        """The first (usually the only) image."""
+        return self.inputs[0].image
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        return self.inputs[0].predictions
 
     @property
     def shown(self) -> str:

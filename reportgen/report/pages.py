@@ -93,7 +93,7 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
                   input_height=height, toc=views.toc(layers))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(layers):
-        data = views.layer_data(layer, record.options, INPUT_PNG)
+        data = views.layer_data(layer, record.options, INPUT_PNG, record.inputs)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
                scale=data["scale"],
                filter_scale=(views.filter_display_scale(*layer.filters.size)

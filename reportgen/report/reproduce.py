@@ -59,14 +59,16 @@ def equivalent_command(record: ReportRecord) -> tuple[str | None, str | None]:
     if record.in_memory_model:
         return None, (f"the model was the caller's own {record.model.class_name} module, "
                       "which only exists in their Python code")
-    image = record.image
-    if image.get("kind") == "tensor":
+    images = [view.image for view in record.inputs]
+    if any(image.get("kind") == "tensor" for image in images):
         return None, "the model's input was a tensor passed from Python (preprocess=False)"
-    if image.get("kind") not in ("skimage", "file"):
+    if any(image.get("kind") not in ("skimage", "file") for image in images):
         return None, "the image was passed from Python as an array or PIL image"
     words = ["reportgen", "build", "--model", record.model.name,
-             "--weights", _weights_argument(record.weights), "--image", str(image["source"]),
-             *record.options.command_words("seed" in record.weights)]
+             "--weights", _weights_argument(record.weights)]
+    for image in images:
+        words += ["--image", str(image["source"])]
+    words += record.options.command_words("seed" in record.weights)
     return shlex.join(words), None
 
 
@@ -86,7 +88,9 @@ def python_call(record: ReportRecord) -> str:
     else:
         model = repr(record.model.name)
         weights_value = repr(_weights_argument(record.weights))
-    if image.get("kind") in ("skimage", "file"):
+    if len(record.inputs) > 1:
+        image_value = repr([str(view.image.get("source")) for view in record.inputs])
+    elif image.get("kind") in ("skimage", "file"):
         image_value = repr(str(image.get("source")))
     elif image.get("kind") == "tensor":
         image_value = (f"my_tensor  # the {image.get('channels')}x{image.get('height')}x"

@@ -19,7 +19,7 @@ from typing import Any
 from reportgen.forward.hooks import ConvSpec
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import is_grey
-from reportgen.report.model import LayerRecord
+from reportgen.report.model import InputRecord, LayerRecord
 
 #: Tiles are shown at an integer zoom that makes them at least this many CSS pixels, so a
 #: 7x7 map is not a speck and a 112x112 map is not blown up.
@@ -96,7 +96,38 @@ def _rounded(values: Sequence[float | None]) -> list[float | None]:
             for v in values]
 
 
-def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str) -> dict[str, Any]:
+def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
+    """Each channel's top examples, compactly: [image, score, y, x, sheet, cx, cy, cw, ch]
+    with the image and sheet as indices into the layer's lists (a 1,280-channel layer with
+    k = 9 stays a few hundred KB in its page)."""
+    if layer.dataset is None:
+        return None
+    images: dict[str, int] = {}
+    sheets: dict[str, int] = {}
+    extent: dict[str, list[int]] = {}
+    channels = []
+    for examples in layer.dataset.examples:
+        rows = []
+        for example in examples:
+            crop = example.crop
+            image = images.setdefault(example.image, len(images))
+            sheet = sheets.setdefault(crop.src, len(sheets))
+            size = extent.setdefault(crop.src, [0, 0])
+            size[0], size[1] = max(size[0], crop.x + crop.width), max(size[1], crop.y + crop.height)
+            rows.append([image, float(f"{example.score:.4g}"), example.y, example.x, sheet,
+                         crop.x, crop.y, crop.width, crop.height])
+        channels.append(rows)
+    summaries = layer.dataset.summaries
+    return {"images": list(images), "examples": channels,
+            "sheets": [{"src": src, "width": extent[src][0], "height": extent[src][1]}
+                       for src in sheets],
+            "p50": _rounded([s.p50 for s in summaries]),
+            "p99": _rounded([s.p99 for s in summaries]),
+            "percentile": layer.dataset.percentile}
+
+
+def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
+               inputs: Sequence[InputRecord] = ()) -> dict[str, Any]:
     """The page's embedded index: where each channel's tile is, and its numbers.
 
     The rankings are the layer record's, which the manifest writes too, so the page ranks
@@ -132,5 +163,13 @@ def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str) -> dic
         "max": _rounded(stats.channel_max),
         "positive": _rounded(stats.channel_fraction_positive),
         "flat": [int(flat) for flat in stats.channel_flat],
+        "images": [{"name": str(view.image.get("source", "")), "input": view.png,
+                    "grid": image.png, "mean": _rounded(image.stats.channel_mean),
+                    "max": _rounded(image.stats.channel_max),
+                    "positive": _rounded(image.stats.channel_fraction_positive),
+                    "flat": [int(flat) for flat in image.stats.channel_flat]}
+                   for view, image in zip(inputs, layer.images, strict=True)]
+        if len(layer.images) > 1 else None,
+        "dataset": _dataset_view(layer),
         "ranking": layer.ranking,
     }

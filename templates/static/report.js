@@ -67,6 +67,16 @@
     return (image && image.getAttribute("src")) || fallback;
   }
 
+  /* Channel indices, most active first; ties (and missing values, last) in index order, as
+     the manifest's rankings are made (reportgen.forward.stats.rank_channels). */
+  function rankBy(values) {
+    return range(values.length).sort(function (a, b) {
+      var x = values[a], y = values[b];
+      if ((x === null) !== (y === null)) return x === null ? 1 : -1;
+      return (y - x) || (a - b);
+    });
+  }
+
   function origin(layout, k) {
     return [(k % layout.cols) * (layout.tile_width + layout.gap),
             Math.floor(k / layout.cols) * (layout.tile_height + layout.gap)];
@@ -88,6 +98,19 @@
     this.position = inverse(this.order);
     this.rank = { mean: inverse(this.data.ranking.mean), max: inverse(this.data.ranking.max) };
     this.current = -1;
+    // Several images: each has its own grid (the page's img.grid elements, in order) and
+    // numbers; one is shown at a time, and the channel view shows them all in a row.
+    this.images = this.data.images;
+    this.image = 0;
+    this.dataset = this.data.dataset;
+    this.tileMode = "maps";
+    if (this.images) {
+      var grids = article.querySelectorAll("img.grid");
+      for (var i = 0; i < this.images.length; i++) {
+        this.images[i].grid = (grids[i] && grids[i].getAttribute("src")) || this.images[i].grid;
+      }
+      this.images[0].ranking = this.data.ranking;
+    }
     this.box = article.querySelector(".tiles");
     this.dialog = article.querySelector("dialog.channel-view");
     this.tiles = [];
@@ -217,7 +240,7 @@
     var self = this, toolbar = this.article.querySelector(".toolbar");
     if (!toolbar) return;
     toolbar.hidden = false;
-    this.radios = toolbar.querySelectorAll('input[type="radio"]');
+    this.radios = toolbar.querySelectorAll('.sort input[type="radio"]');
     Array.prototype.forEach.call(this.radios, function (radio) {
       radio.addEventListener("change", function () {
         if (radio.checked) self.sort(radio.value);
@@ -231,6 +254,18 @@
         if (shown) shown.textContent = zoom.value + " px";
       });
     }
+    Array.prototype.forEach.call(toolbar.querySelectorAll('.tile-choice input[type="radio"]'),
+      function (radio) {
+        radio.addEventListener("change", function () {
+          if (radio.checked) self.setTileMode(radio.value);
+        });
+      });
+    this.imageRadios = toolbar.querySelectorAll('.image-choice input[type="radio"]');
+    Array.prototype.forEach.call(this.imageRadios, function (radio) {
+      radio.addEventListener("change", function () {
+        if (radio.checked) self.setImage(+radio.value);
+      });
+    });
     var saved = store("reportgen.sort");
     if (saved && saved !== "index" && SORTS.indexOf(saved) >= 0) this.sort(saved);
   };
@@ -251,6 +286,32 @@
     this.box.classList.toggle("sorted", key !== "index");
     store("reportgen.sort", key);
     if (this.current >= 0) this.fill(this.current);
+  };
+
+  Layer.prototype.setImage = function (i) {
+    var view = this.images && this.images[i];
+    if (!view) return;
+    this.image = i;
+    var d = this.data;
+    d.mean = view.mean;
+    d.max = view.max;
+    d.positive = view.positive;
+    d.flat = view.flat;
+    d.grid.src = view.grid;
+    if (!view.ranking) view.ranking = { mean: rankBy(view.mean), max: rankBy(view.max) };
+    d.ranking = view.ranking;
+    this.rank = { mean: inverse(view.ranking.mean), max: inverse(view.ranking.max) };
+    this.box.style.setProperty("--grid", 'url("' + new URL(view.grid, document.baseURI).href + '")');
+    for (var k = 0; k < this.count; k++) {
+      this.tiles[k].classList.toggle("flat", !!d.flat[k]);
+      this.tiles[k].setAttribute("aria-label", this.describe(k));
+    }
+    var stage = this.dialog.querySelector(".cv-stage img");
+    if (stage) stage.src = view.input;
+    Array.prototype.forEach.call(this.imageRadios || [], function (radio) {
+      radio.checked = +radio.value === i;
+    });
+    this.sort(this.sortKey);
   };
 
   Layer.prototype.cycleSort = function () {
@@ -331,6 +392,8 @@
     heat.setAttribute("aria-label", "Activation map of channel " + id + " as a heat map over the input image");
 
     this.fillFilter(k);
+    this.fillImages(k);
+    this.fillDataset(k);
     q(".cv-flat").hidden = !d.flat[k];
     q(".cv-mean").textContent = fmt(d.mean[k]);
     q(".cv-max").textContent = fmt(d.max[k]);
@@ -342,6 +405,76 @@
     link.textContent = "#" + id;
     for (var i = 0; i < this.tiles.length; i++) this.tiles[i].classList.remove("is-current");
     this.tiles[k].classList.add("is-current");
+  };
+
+  /* With a dataset: where this image stands, and the channel's top examples as crops. */
+  Layer.prototype.fillDataset = function (k) {
+    var set = this.dataset, list = this.dialog.querySelector(".cv-examples");
+    if (!set || !list) return;
+    var d = this.data, at = set.percentile[k];
+    this.dialog.querySelector(".cv-percentile").textContent = (at === null ? "" :
+      "This image excites channel " + k + " more than " + at.toFixed(1) + "% of the dataset") +
+      " (its peak " + fmt(d.max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
+      ", 99th percentile " + fmt(set.p99[k]) + ").";
+    list.textContent = "";
+    var rows = set.examples[k] || [];
+    for (var i = 0; i < rows.length; i++) {
+      var row = rows[i], sheet = set.sheets[row[4]], item = document.createElement("li");
+      var pixels = document.createElement("div"), label = document.createElement("span");
+      var name = set.images[row[0]];
+      pixels.className = "cv-example-px";
+      pixels.setAttribute("role", "img");
+      pixels.setAttribute("aria-label", "Top " + (i + 1) + ": " + name + ", score " +
+        fmt(row[1]) + ", peak at row " + row[2] + ", column " + row[3]);
+      cropPx(pixels, sheet.src, sheet.width, sheet.height, row[5], row[6], row[7], row[8],
+             96 / Math.max(row[7], row[8]));
+      label.textContent = name.split("/").pop() + " · " + fmt(row[1]);
+      label.title = name;
+      item.appendChild(pixels);
+      item.appendChild(label);
+      list.appendChild(item);
+    }
+  };
+
+  /* Tiles show this image's maps, or each channel's top dataset example (Microscope-style). */
+  Layer.prototype.setTileMode = function (mode) {
+    var set = this.dataset;
+    this.tileMode = mode;
+    for (var k = 0; k < this.count; k++) {
+      var px = this.tiles[k].firstChild, row = set && set.examples[k] && set.examples[k][0];
+      if (mode === "examples" && row) {
+        var sheet = set.sheets[row[4]];
+        cropFill(px, sheet.src, sheet.width, sheet.height, row[5], row[6], row[7], row[8]);
+      } else {
+        px.style.backgroundImage = px.style.backgroundSize = px.style.backgroundPosition = "";
+      }
+    }
+    this.box.classList.toggle("examples", mode === "examples");
+  };
+
+  /* Several images: this channel for each of them, in a row, all on the shared range. */
+  Layer.prototype.fillImages = function (k) {
+    var row = this.dialog.querySelector(".cv-image-row");
+    if (!row || !this.images) return;
+    var g = this.data.grid, xy = origin(g, k), side = Math.max(g.tile_width, g.tile_height);
+    var room = Math.max(48, Math.min(160, (row.clientWidth || 640) / this.images.length - 8));
+    var scale = room / side >= 1 ? Math.floor(room / side) : room / side;
+    row.textContent = "";
+    for (var i = 0; i < this.images.length; i++) {
+      var view = this.images[i], item = document.createElement("li");
+      var pixels = document.createElement("div"), label = document.createElement("span");
+      pixels.className = "cv-image-px";
+      pixels.setAttribute("role", "img");
+      pixels.setAttribute("aria-label", "Channel " + this.id(k) + " for image " + (i + 1) +
+        ", " + view.name);
+      cropPx(pixels, view.grid, g.width, g.height, xy[0], xy[1], g.tile_width, g.tile_height,
+             scale);
+      label.textContent = (i + 1) + ". " + view.name + " · max " + fmt(view.max[k]);
+      if (i === this.image) item.className = "is-current";
+      item.appendChild(pixels);
+      item.appendChild(label);
+      row.appendChild(item);
+    }
   };
 
   Layer.prototype.fillFilter = function (k) {

@@ -1,0 +1,103 @@
+"""Decode and preprocess the dataset's images in DataLoader worker processes.
+
+Decoding JPEGs and resizing them costs as much CPU as a small model's forward pass, so it runs
+in ``workers`` processes beside the model. Each file goes through exactly what ``--image``
+does (:func:`reportgen.inputs.images.load_image`, then the report's :class:`Preprocessing`), so a
+channel's top images look to the model as they would in a single-image report. A file that
+does not decode is not fatal in a folder of thousands: it comes back as a :class:`Skipped`
+with the one-line reason the single-image report would have printed.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from reportgen.dataset.files import DatasetFiles
+from reportgen.errors import ReportError
+from reportgen.inputs.images import load_image
+from reportgen.inputs.preprocess import Preprocessing
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that could not be used, and why (the same sentence ``--image`` would print)."""
+
+    index: int
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One dataset item: a (3, H, W) tensor, or ``None`` with the reason it was skipped."""
+
+    index: int
+    tensor: torch.Tensor | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The decoded images of consecutive dataset indices, and the ones that failed.
+
+    ``indices[i]`` is the global index (position in :class:`DatasetFiles`) of ``images[i]``;
+    ``count`` is how many files the batch accounts for, decoded or skipped, so a run knows
+    which files are done even when a whole batch was junk.
+    """
+
+    indices: torch.Tensor  # (n,) int64
+    images: torch.Tensor  # (n, 3, H, W) float32, n may be 0
+    skipped: tuple[Skipped, ...]
+    count: int
+
+
+class ImageDataset(Dataset[Decoded]):
+    """``dataset[i]`` is the file at ``indices[i]``, decoded and preprocessed (picklable)."""
+
+    def __init__(self, files: DatasetFiles, preprocessing: Preprocessing,
+                 indices: Sequence[int] | None = None) -> None:
+        self.files = files
+        self.preprocessing = preprocessing
+        self.indices = list(range(len(files)) if indices is None else indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Decoded:
+        index = self.indices[position]
+        try:
+            source = load_image(self.files.path(index))
+            tensor = self.preprocessing(source.rgb)[0]
+        except ReportError as error:
+            return Decoded(index, None, error.message)
+        return Decoded(index, tensor)
+
+
+def collate(items: list[Decoded]) -> tuple[list[Decoded], torch.Tensor | None]:
+    """Stack in the worker, so only one tensor per batch crosses the process boundary."""
+    tensors = [item.tensor for item in items if item.tensor is not None]
+    stacked = torch.stack(tensors) if tensors else None
+    return [Decoded(item.index, None, item.reason) for item in items], stacked
+
+
+def batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequence[int], *,
+            batch_size: int, workers: int) -> Iterator[Batch]:
+    """Batches in index order, whatever the number of workers (the DataLoader keeps order)."""
+    if batch_size < 1:
+        raise ReportError(f"--batch-size must be at least 1, not {batch_size}.")
+    if workers < 0:
+        raise ReportError(f"--workers must be 0 or more, not {workers}.")
+    dataset = ImageDataset(files, preprocessing, indices)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate, prefetch_factor=2 if workers else None)
+    size = preprocessing.crop
+    for items, stacked in loader:
+        decoded = [item.index for item in items if not item.reason]
+        skipped = tuple(Skipped(item.index, files.paths[item.index], item.reason)
+                        for item in items if item.reason)
+        images = stacked if stacked is not None else torch.empty(0, 3, size, size)
+        yield Batch(torch.tensor(decoded, dtype=torch.int64), images, skipped,
+                    len(items))

@@ -1,0 +1,115 @@
+"""Which files a dataset run looks at, in an order that does not depend on the file system.
+
+Results name images by their path relative to the dataset, and image indices are positions in
+this list, so the list must come out the same on every machine and every run: sorted by the
+'/'-joined relative path (not by ``os.walk`` order, which differs between file systems), with
+hidden files and folders left out (``.DS_Store``, ``.git``, editors' swap files).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reportgen.errors import ReportError
+
+LIST_COMMENT = "#"
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The images of one run: ``root / paths[i]`` is image ``i``.
+
+    ``paths`` are relative, '/'-separated, and are what reports show (never a full path).
+    ``total`` is how many files there were before ``limit`` cut the list.
+    """
+
+    source: Path
+    root: Path
+    paths: tuple[str, ...]
+    kind: str  # "folder" or "list"
+    total: int
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def path(self, index: int) -> Path:
+        return self.root / self.paths[index]
+
+    def fingerprint(self) -> str:
+        """Changes when a file is added, removed, renamed or rewritten (size or mtime).
+
+        A resumed run must see the same images as the run it continues; stat() is enough to
+        notice an edit without reading every image twice.
+        """
+        digest = hashlib.sha256()
+        for relative in self.paths:
+            try:
+                info = (self.root / relative).stat()
+                stamp = f"{info.st_size}:{info.st_mtime_ns}"
+            except OSError:
+                stamp = "missing"
+            digest.update(f"{relative}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
+
+
+def list_dataset(source: Path | str, limit: int | None = None) -> DatasetFiles:
+    """Every file under a folder (recursively), or the paths listed in a text file.
+
+    A list file has one image path per line, relative to the list file's folder; blank lines
+    and lines starting with '#' are ignored. ``limit`` keeps the first N files of the sorted
+    folder listing (or of the list file, in its own order). Files that are not images are
+    kept here and reported as skipped when they fail to decode, so the user sees them.
+    """
+    if limit is not None and limit < 1:
+        raise ReportError(f"--limit must be a positive number of images, not {limit}.")
+    source = Path(source)
+    shown = str(source)
+    if source.is_dir():
+        root, paths, kind = source, _walk(source), "folder"
+        if not paths:
+            raise ReportError(f"Dataset folder '{shown}' has no files (hidden files are "
+                              "ignored); put images in it or pass a list file.")
+    elif source.is_file():
+        root, paths, kind = source.parent, _read_list(source), "list"
+        if not paths:
+            raise ReportError(f"Dataset list '{shown}' names no images; write one image path "
+                              "per line.")
+    elif source.exists():
+        raise ReportError(f"Dataset '{shown}' is neither a folder nor a list file.")
+    else:
+        raise ReportError(f"Dataset '{shown}' does not exist; pass a folder of images or a "
+                          "text file listing image paths.")
+    total = len(paths)
+    if limit is not None:
+        paths = paths[:limit]
+    return DatasetFiles(source, root, tuple(paths), kind, total)
+
+
+def _walk(folder: Path) -> list[str]:
+    found: list[str] = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        base = Path(directory).relative_to(folder)
+        for name in names:
+            if name.startswith(".") or not (Path(directory) / name).is_file():
+                continue
+            found.append((base / name).as_posix())
+    return sorted(found)
+
+
+def _read_list(listing: Path) -> list[str]:
+    try:
+        text = listing.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(f"Dataset list '{listing}' is not a UTF-8 text file; pass a folder "
+                          "or a text file with one image path per line.") from None
+    except OSError as error:
+        raise ReportError(f"Cannot read dataset list '{listing}': {error.strerror}.") from None
+    paths = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if entry and not entry.startswith(LIST_COMMENT):
+            paths.append(entry.replace("\\", "/"))
+    return paths

@@ -1,0 +1,194 @@
+"""Everything one conv layer accumulates over a dataset, in O(channels x (k + sample)) memory.
+
+:class:`LayerState` is updated batch by batch during a run and merged with :meth:`merge`
+when partial runs over disjoint image sets (resumed runs, separate workers) are combined;
+both give the same top-k and the same sample as one uninterrupted run.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from reportgen.dataset.stats import ChannelStats, QuantileSample
+from reportgen.dataset.topk import Locate, TopK, key_images, key_scores
+
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One of a channel's top images: its index, the score and where in the map it peaked."""
+
+    image: int
+    score: float
+    y: int
+    x: int
+
+
+@dataclass(frozen=True)
+class ChannelSummary:
+    """What the dataset as a whole does to one channel (statistics of the spatial maxima)."""
+
+    count: int
+    mean: float
+    min: float
+    max: float
+    p50: float
+    p90: float
+    p99: float
+
+
+@dataclass
+class LayerState:
+    """The running top-k, statistics and quantile sample of one conv call.
+
+    ``name`` is the recorded name (``layer`` or ``layer@2`` for a module's second call),
+    ``module`` its module path, ``map_size`` the (height, width) of its output map.
+    """
+
+    name: str
+    module: str
+    channels: int
+    map_size: tuple[int, int]
+    top: TopK
+    stats: ChannelStats
+    sample: QuantileSample
+
+    @classmethod
+    def new(cls, name: str, module: str, channels: int, map_size: tuple[int, int], *, k: int,
+            sample_size: int, device: torch.device | str = "cpu") -> LayerState:
+        return cls(name, module, channels, map_size, TopK.empty(channels, k, device),
+                   ChannelStats.empty(channels, device),
+                   QuantileSample.empty(channels, sample_size, device))
+
+    def update(self, scores: torch.Tensor, images: torch.Tensor, priorities: np.ndarray,
+               locate: Locate) -> None:
+        """Add one batch: (B, C) spatial maxima of the images with global indices ``images``."""
+        self.top = self.top.update(scores, images.to(scores.device), locate)
+        self.stats.update(scores)
+        self.sample.update(priorities, images.cpu().numpy(), scores)
+
+    def merge(self, other: LayerState) -> LayerState:
+        """The state of both image sets together (they must not share images)."""
+        if (self.name, self.channels, self.map_size) != (other.name, other.channels,
+                                                         other.map_size):
+            raise ValueError(f"cannot merge layer {other.name} {other.map_size} into "
+                             f"{self.name} {self.map_size}")
+        return LayerState(self.name, self.module, self.channels, self.map_size,
+                          self.top.merge(other.top), self.stats.merge(other.stats),
+                          self.sample.merge(other.sample))
+
+    def part(self, name: str, module: str, start: int, stop: int,
+             map_size: tuple[int, int]) -> LayerState:
+        """Channels [start, stop) as a layer of their own (views, not copies).
+
+        A run keeps all layers in one combined state, so that each batch costs one topk and
+        one sample update rather than one per layer; this cuts a layer back out of it.
+        """
+        top = TopK(self.top.keys[start:stop], self.top.positions[start:stop])
+        stats = ChannelStats(self.stats.count, self.stats.sums[start:stop],
+                             self.stats.mins[start:stop], self.stats.maxs[start:stop])
+        sample = QuantileSample(self.sample.capacity, self.sample.size, self.sample.priorities,
+                                self.sample.images, self.sample.scores[:, start:stop])
+        return LayerState(name, module, stop - start, map_size, top, stats, sample)
+
+    @classmethod
+    def combine(cls, layers: Sequence[LayerState],
+                device: torch.device | str = "cpu") -> LayerState:
+        """The layers' channels side by side; they must come from one run (same images)."""
+        first = layers[0]
+        for layer in layers[1:]:
+            if (layer.stats.count != first.stats.count or layer.sample.size != first.sample.size
+                    or not np.array_equal(layer.sample.images[:layer.sample.size],
+                                          first.sample.images[:first.sample.size])):
+                raise ValueError(f"layer {layer.name} is not from the same run as {first.name}")
+        size = first.sample.size
+        sample = QuantileSample.empty(sum(layer.channels for layer in layers),
+                                      first.sample.capacity, device)
+        sample.priorities[:size] = first.sample.priorities[:size]
+        sample.images[:size] = first.sample.images[:size]
+        sample.scores[:size] = torch.cat([layer.sample.scores[:size].to(device)
+                                          for layer in layers], dim=1)
+        sample.size = size
+        top = TopK(torch.cat([layer.top.keys.to(device) for layer in layers]),
+                   torch.cat([layer.top.positions.to(device) for layer in layers]))
+        stats = ChannelStats(first.stats.count,
+                             torch.cat([layer.stats.sums.to(device) for layer in layers]),
+                             torch.cat([layer.stats.mins.to(device) for layer in layers]),
+                             torch.cat([layer.stats.maxs.to(device) for layer in layers]))
+        return cls("*", "*", sample.scores.shape[1], (0, 0), top, stats, sample)
+
+    def examples(self, channel: int) -> list[Example]:
+        """The channel's top images, best first (fewer than k when the dataset is small)."""
+        keys = self.top.keys[channel].cpu()
+        positions = self.top.positions[channel].cpu().tolist()
+        width = self.map_size[1]
+        found = []
+        for image, score, position in zip(key_images(keys).tolist(),
+                                          key_scores(keys).tolist(), positions, strict=False):
+            if image >= 0:
+                found.append(Example(image, score, position // width, position % width))
+        return found
+
+    def quantiles(self, levels: Sequence[float] = QUANTILES) -> torch.Tensor:
+        """(len(levels), C) float64: see :mod:`reportgen.dataset.stats` for the error bound."""
+        return self.sample.quantiles(levels)
+
+    def summaries(self) -> list[ChannelSummary]:
+        """One :class:`ChannelSummary` per channel, computed in one sort."""
+        q = self.quantiles(QUANTILES).tolist()
+        mean = self.stats.mean.tolist()
+        low, high = self.stats.mins.tolist(), self.stats.maxs.tolist()
+        return [ChannelSummary(self.stats.count, mean[c], low[c], high[c], q[0][c], q[1][c],
+                               q[2][c]) for c in range(self.channels)]
+
+    def percentile(self, channel: int, value: float) -> float:
+        """The percentage of the dataset's images whose score in ``channel`` is below ``value``.
+
+        Exact when ``value`` beats the k-th best score (the top-k holds every image above
+        it) or when the sample holds every image; otherwise from the sample, within the
+        rank error of :func:`reportgen.dataset.stats.rank_error`.
+        """
+        count = self.stats.count
+        if not count:
+            return math.nan
+        scores = key_scores(self.top.keys[channel].cpu())
+        known = scores[key_images(self.top.keys[channel].cpu()) >= 0]
+        if len(known) == count or (len(known) == self.top.k and value > float(known[-1])):
+            return 100.0 * (count - int((known >= value).sum())) / count
+        return 100.0 * self.sample.share_below(channel, value)
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain tensors and numbers, for ``torch.save`` / ``torch.load(weights_only=True)``."""
+        sample, size = self.sample, self.sample.size
+        # Copies: a layer may be a view into a run's combined state (see part()), and
+        # torch.save would otherwise write the whole underlying storage.
+        return {"name": self.name, "module": self.module, "channels": self.channels,
+                "map_size": list(self.map_size), "keys": self.top.keys.cpu().clone(),
+                "positions": self.top.positions.cpu().clone(), "count": self.stats.count,
+                "sums": self.stats.sums.cpu().clone(), "mins": self.stats.mins.cpu().clone(),
+                "maxs": self.stats.maxs.cpu().clone(), "capacity": sample.capacity,
+                "priorities": torch.from_numpy(sample.priorities[:size].copy()),
+                "images": torch.from_numpy(sample.images[:size].copy()),
+                "scores": sample.scores[:size].cpu().clone()}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any],
+                   device: torch.device | str = "cpu") -> LayerState:
+        channels = int(data["channels"])
+        sample = QuantileSample.empty(channels, int(data["capacity"]), device)
+        size = int(data["priorities"].shape[0])
+        sample.priorities[:size] = data["priorities"].numpy()
+        sample.images[:size] = data["images"].numpy()
+        sample.scores[:size] = data["scores"].to(device)
+        sample.size = size
+        height, width = data["map_size"]
+        return cls(str(data["name"]), str(data["module"]), channels, (int(height), int(width)),
+                   TopK(data["keys"].to(device), data["positions"].to(device)),
+                   ChannelStats(int(data["count"]), data["sums"].to(device),
+                                data["mins"].to(device), data["maxs"].to(device)), sample)

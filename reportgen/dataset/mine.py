@@ -1,0 +1,209 @@
+"""One streaming pass over a dataset: what excites each channel, and how much it usually fires.
+
+For every image and channel, the forward hooks (:mod:`reportgen.dataset.hooks`) take the
+spatial maximum of the *shown map* (the conv output, or max(0, output) with ``rectify``) and
+where it is, and each batch is folded into every layer's :class:`LayerState`. Nothing
+proportional to the number of images is kept. This module drives the run: decoding, the
+progress bar, checkpoints and resuming.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reportgen.dataset.decode import Skipped, batches
+from reportgen.dataset.files import DatasetFiles
+from reportgen.dataset.hooks import Miner
+from reportgen.dataset.layer import Example, LayerState
+from reportgen.dataset.state import (
+    SavedRun,
+    load_state,
+    model_fingerprint,
+    remove_state,
+    run_fingerprint,
+    save_state,
+)
+from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
+from reportgen.dataset.topk import MAX_IMAGES
+from reportgen.errors import ReportError
+from reportgen.forward.device import device_of
+from reportgen.forward.hooks import ConvHooks, conv_layers
+from reportgen.inputs.preprocess import Preprocessing
+
+DEFAULT_K = 9
+DEFAULT_CHECKPOINT_EVERY = 256
+
+
+@dataclass(frozen=True)
+class MineOptions:
+    """What decides the result (and so the resume fingerprint); run-control lives elsewhere.
+
+    ``layers``: conv module paths (as :func:`reportgen.forward.hooks.conv_layers` names them), or
+    ``None`` for every conv. ``k``: examples kept per channel. ``rectify``: rank by
+    max(0, output), as the report's ``--rectify`` shows. ``sample_size``: images in the
+    quantile sample (memory ``4 * sample_size`` bytes per channel; see
+    :mod:`reportgen.dataset.stats` for the error it buys).
+    """
+
+    layers: tuple[str, ...] | None = None
+    k: int = DEFAULT_K
+    rectify: bool = False
+    sample_size: int = DEFAULT_SAMPLE_SIZE
+
+
+@dataclass(frozen=True)
+class MineProgress:
+    """Passed to ``on_batch`` after each batch (and its checkpoint, if one was due)."""
+
+    done: int
+    total: int
+    decoded: int
+    skipped: int
+    batches: int
+
+
+@dataclass
+class DatasetExample:
+    """A top example with the image's dataset-relative path resolved."""
+
+    path: str
+    example: Example
+
+
+@dataclass
+class MineResult:
+    """Per-layer states in forward order, keyed by recorded name (``layer``, ``layer@2``)."""
+
+    files: DatasetFiles
+    options: MineOptions
+    preprocessing: Preprocessing
+    layers: dict[str, LayerState]
+    decoded: int
+    skipped: list[Skipped]
+    resumed_from: int = 0  # files already done by a saved state when this run started
+    seconds: float = 0.0
+
+    def examples(self, layer: str, channel: int) -> list[DatasetExample]:
+        return [DatasetExample(self.files.paths[example.image], example)
+                for example in self.layers[layer].examples(channel)]
+
+
+def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
+         options: MineOptions = MineOptions(), *, batch_size: int = 32, workers: int = 0,
+         device: str | torch.device = "cpu", indices: Sequence[int] | None = None,
+         state_file: Path | None = None, resume: bool = True,
+         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, model_id: str | None = None,
+         progress: bool | None = None,
+         on_batch: Callable[[MineProgress], None] | None = None) -> MineResult:
+    """Run the model over ``files`` once and keep, per channel, its top-k images and stats.
+
+    ``indices`` restricts the run to some files (global indices are kept, so partial results
+    of disjoint index sets merge with :meth:`LayerState.merge`). With ``state_file``, the
+    run saves itself every ``checkpoint_every`` files and, with ``resume``, continues a
+    saved run of the same fingerprint; ``model_id`` names the weights so they need not be
+    hashed. ``progress`` draws a tqdm bar on stderr (default: only when stderr is a TTY).
+    Undecodable files are skipped; the run fails only when none decodes.
+    """
+    started = time.perf_counter()
+    _check_options(options, len(files))
+    chosen = _chosen_layers(model, options.layers)
+    order = list(range(len(files)) if indices is None else indices)
+    if not order:
+        raise ReportError("The dataset selection is empty; there are no images to run.")
+    torch_device = _device(device)
+    fingerprint = ""
+    saved: SavedRun | None = None
+    if state_file is not None:
+        fingerprint = run_fingerprint(
+            model_id or model_fingerprint(model), files, order,
+            {"options": asdict(options), "preprocessing": preprocessing.describe()})
+        saved = load_state(state_file, fingerprint, torch_device) if resume else None
+    run = saved or SavedRun(fingerprint, 0, {}, [])
+    resumed_from = run.done
+    miner = Miner(run.layers, k=options.k, rectify=options.rectify,
+                  sample_size=options.sample_size, device=torch_device)
+    bar = _progress_bar(len(order), run.done, progress)
+    original = device_of(model)
+    count = 0
+    try:
+        model.to(torch_device)
+        with ConvHooks(model, miner, chosen):
+            model.eval()
+            last_saved = run.done
+            for batch in batches(files, preprocessing, order[run.done:], batch_size=batch_size,
+                                 workers=workers):
+                miner.run(model, batch, files)
+                run.skipped.extend(batch.skipped)
+                run.done += batch.count
+                count += 1
+                bar.update(batch.count)
+                if state_file is not None and (run.done - last_saved >= checkpoint_every):
+                    run.layers = miner.states()
+                    save_state(state_file, run)
+                    last_saved = run.done
+                if on_batch is not None:
+                    on_batch(MineProgress(run.done, len(order), run.done - len(run.skipped),
+                                          len(run.skipped), count))
+    finally:
+        bar.close()
+        model.to(original)
+    run.layers = miner.states()
+    decoded = run.done - len(run.skipped)
+    if decoded == 0:
+        first = run.skipped[0]
+        raise ReportError(f"None of the {len(order)} dataset files could be used as an image "
+                          f"(e.g. '{first.path}': {first.reason})")
+    if state_file is not None:
+        remove_state(state_file)
+    return MineResult(files, options, preprocessing, run.layers, decoded, run.skipped,
+                      resumed_from, time.perf_counter() - started)
+
+
+def _check_options(options: MineOptions, files: int) -> None:
+    if options.k < 1:
+        raise ReportError(f"--top-k must be at least 1, not {options.k}.")
+    if options.sample_size < 1:
+        raise ReportError(f"The quantile sample size must be at least 1, not "
+                          f"{options.sample_size}.")
+    if files > MAX_IMAGES:
+        raise ReportError(f"A dataset run handles at most {MAX_IMAGES:,} images, not {files:,}.")
+
+
+def _chosen_layers(model: nn.Module, wanted: Sequence[str] | None) -> list[str]:
+    names = [name for name, _ in conv_layers(model)]
+    if not names:
+        raise ReportError(f"{type(model).__name__} has no Conv2d layer, so there is nothing to "
+                          "mine.")
+    if wanted is None:
+        return names
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise ReportError(f"No conv layer named {', '.join(unknown)}; conv layers are "
+                          f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}.")
+    return list(wanted)
+
+
+def _progress_bar(total: int, done: int, enabled: bool | None) -> Any:
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=total, initial=done, unit="img", desc="dataset", file=sys.stderr,
+                disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ReportError(f"Unknown device '{device}'; use cpu or cuda.") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ReportError("--device cuda was asked for but no CUDA GPU is available; use cpu.")
+    return chosen
