@@ -20,6 +20,7 @@ from torch import nn
 
 from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
+from reportgen.explain.report import attributions, feature_visualisations
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
@@ -53,7 +54,6 @@ from reportgen.report.model import (
     Capture,
     FilterPicture,
     InputRecord,
-    LayerDataset,
     LayerRecord,
     ModelInfo,
     Prediction,
@@ -154,8 +154,9 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     givens = ([read_input(item, chosen_options.preprocess) for item in _images(image)]
               if image is not None else [])
     files = dataset_files(chosen_options)
-    if files is not None and not chosen_options.preprocess:
-        raise ReportError("--dataset preprocesses its images, so it cannot be combined with "
+    if not chosen_options.preprocess and (files is not None or chosen_options.feature_vis):
+        raise ReportError(f"{'--dataset' if files is not None else '--feature-vis'} needs "
+                          "the model's preprocessing, so it cannot be combined with "
                           "preprocess=False.")
     spec = check_model(model, chosen_options.model_args)  # before anything is loaded or said
     check_size_before_loading(spec, chosen_options.size, chosen_options.model_args)
@@ -217,7 +218,22 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
                         if dataset else {})
             clock.lap("dataset crops")
-            layers = _with_filters(recorder.captures, loaded.module, writer, site, examples)
+            # Attribution and feature visualisation work on conv outputs: other layers have none.
+            conv_captures = [capture for capture in recorder.captures
+                             if capture.module_name in convs]
+            explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
+                                      loaded.categories, site)
+                         if chosen_options.explain and conv_captures else {})
+            clock.lap("attribution")
+            visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
+                                                 chosen_options, loaded.weights, site, say)
+                          if chosen_options.feature_vis and conv_captures
+                          and isinstance(preprocessing, Preprocessing) else {})
+            clock.lap("feature vis")
+            layers = [LayerRecord.of(capture, filters, examples.get(capture.name),
+                                     visualised.get(capture.name), explained.get(capture.name))
+                      for capture, filters in _filter_pictures(recorder.captures, loaded.module,
+                                                               writer, site)]
             clock.lap("filters")
             with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
                 writer.close(ticker.update)
@@ -293,16 +309,16 @@ def _skipped_notes(skipped: list[tuple[str, str]], shown: bool) -> list[str]:
             f"{listed}{more}."]
 
 
-def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
-                  site: Path, examples: dict[str, LayerDataset]) -> list[LayerRecord]:
+def _filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWriter,
+                     site: Path) -> list[tuple[Capture, FilterPicture | None]]:
     """Each capture with its conv's filter picture (drawn once per module, shared by calls);
     layers that are not convolutions have none."""
     convs = dict(conv_layers(module))
     pictures: dict[str, FilterPicture] = {}
-    layers = []
+    layers: list[tuple[Capture, FilterPicture | None]] = []
     for capture in captures:
         if capture.module_name not in convs:
-            layers.append(LayerRecord.of(capture, None, examples.get(capture.name)))
+            layers.append((capture, None))
             continue
         picture = pictures.get(capture.module_name)
         if picture is None:
@@ -313,7 +329,7 @@ def _with_filters(captures: list[Capture], module: nn.Module, writer: PngWriter,
                                     figure.view, figure.description, figure.layout,
                                     figure.scale, figure.strongest_input, figure.stats)
             pictures[capture.module_name] = picture
-        layers.append(LayerRecord.of(capture, picture, examples.get(capture.name)))
+        layers.append((capture, picture))
     return layers
 
 

@@ -111,6 +111,19 @@ def cli() -> None:
               help="Processes decoding dataset images (0: none, decode in this process).")
 @click.option("--no-resume", "resume", flag_value=False, default=DEFAULTS.resume,
               help="Start the dataset pass over instead of continuing an interrupted one.")
+@click.option("--feature-vis", default=DEFAULTS.feature_vis, metavar="SPEC",
+              help="Feature visualisations: LAYERGLOB:CHANNELS, comma-separated, CHANNELS "
+                   "being 0-15, 3,7,9, topN (most active on the image) or all; e.g. "
+                   "'features.1*:top4,features.18.0:447'.")
+@click.option("--feature-vis-steps", type=int, default=DEFAULTS.feature_vis_steps,
+              show_default=True, help="Optimisation steps per visualisation.")
+@click.option("--feature-vis-size", type=int, default=DEFAULTS.feature_vis_size,
+              show_default=True, help="Side of each visualisation in pixels.")
+@click.option("--no-cache", "cache", flag_value=False, default=DEFAULTS.cache,
+              help="Compute feature visualisations again instead of reusing cached ones.")
+@click.option("--explain", is_flag=False, flag_value="top", default=DEFAULTS.explain,
+              metavar="[CLASS]", help="Grad-CAM and per-channel contributions for CLASS (a "
+                                      "label or an index; alone: the top-1 class).")
 @click.option("--self-contained", is_flag=True,
               help="Also write SITE_DIR/report.html: the whole report in one file that opens "
                    "offline (images and assets inlined).")

@@ -35,8 +35,11 @@ LAYER_TABLE_SIZE = 224
 NORMALIZATIONS = ("channel", "layer", "minmax", "dataset")
 DEFAULT_TOP_K = 9
 DEFAULT_BATCH_SIZE = 32
-#: Options that only mean something with --dataset.
+DEFAULT_FEATURE_VIS_STEPS = 512
+DEFAULT_FEATURE_VIS_SIZE = 128
+#: Options that only mean something with another one (--dataset, --feature-vis).
 DATASET_ONLY = ("top_k", "limit")
+FEATURE_VIS_ONLY = ("feature_vis_steps", "feature_vis_size")
 MIN_TILE_CAP = 8
 DEFAULT_TILE_CAP = 256  # longest side of an activation tile, px
 DEFAULT_COMPRESS_LEVEL = 1  # PNG zlib level: several times faster than 6 for ~10 % more bytes
@@ -77,6 +80,15 @@ class BuildOptions:
     batch_size: int = DEFAULT_BATCH_SIZE  # dataset images per forward pass
     workers: int = 2  # DataLoader processes decoding the dataset (0: in this process)
     resume: bool = True  # continue an interrupted dataset run from its saved state
+    #: Feature visualisation: LAYERGLOB:CHANNELS specs, comma-separated (CHANNELS: 0-15, 3,7,9,
+    #: topN (most active on the image) or all); optimised as Lucid/Lucent do, cached on disk.
+    feature_vis: str | None = _recorded(None, "--feature-vis")
+    feature_vis_steps: int = _recorded(DEFAULT_FEATURE_VIS_STEPS, "--feature-vis-steps")
+    feature_vis_size: int = _recorded(DEFAULT_FEATURE_VIS_SIZE, "--feature-vis-size")
+    cache: bool = True  # reuse cached feature visualisations (--no-cache computes them again)
+    #: Attribution: Grad-CAM and per-channel contributions for a class ("top" for the top-1,
+    #: a label or an index), all selected layers in one forward and one backward pass.
+    explain: str | None = _recorded(None, "--explain")
     device: str = "cpu"
     self_contained: bool = False  # also write report.html, the whole report in one file
     categories: tuple[str, ...] | None = None  # class names for the model's outputs
@@ -122,6 +134,9 @@ class BuildOptions:
             raise ReportError(f"--top-k must be at least 1, not {self.top_k}.")
         if self.limit is not None and self.limit < 1:
             raise ReportError(f"--limit must be at least 1, not {self.limit}.")
+        if self.feature_vis_steps < 1 or self.feature_vis_size < 16:
+            raise ReportError("--feature-vis-steps must be at least 1 and --feature-vis-size "
+                              "at least 16 pixels.")
         if self.batch_size < 1 or self.workers < 0:
             raise ReportError("--batch-size must be at least 1 and --workers at least 0.")
         if self.categories is not None:  # a list from the keyword API: keep it hashable
@@ -194,6 +209,8 @@ class BuildOptions:
             if item.name == "seed" and not seeded:
                 continue
             if item.name in DATASET_ONLY and self.dataset is None:
+                continue
+            if item.name in FEATURE_VIS_ONLY and self.feature_vis is None:
                 continue
             if isinstance(value, bool):  # a switch: given when it differs from its default
                 words += [flag] if value != item.default else []

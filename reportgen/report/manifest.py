@@ -147,6 +147,13 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
         field = layer.dataset.receptive_field
         entry["receptive_field"] = {"size": field.size, "stride": field.stride,
                                     "offset": field.offset}
+    if layer.feature_vis is not None:
+        vis = layer.feature_vis
+        entry["feature_vis"] = {"steps": vis.steps, "size": vis.size, "channels": vis.channels}
+    if layer.attribution is not None:
+        why = layer.attribution
+        entry["attribution"] = {"class": why.class_index, "label": why.label, "cam": why.cam_png,
+                                "contribution": why.contribution}
     if several:  # each image's picture (all on the shared range) and per-channel numbers
         entry["images"] = [{"activation": view.png,
                             "channel_mean": view.stats.channel_mean,

@@ -78,6 +78,28 @@ class LayerDataset:
 
 
 @dataclass(frozen=True)
+class FeatureVisRecord:
+    """A layer's feature visualisations: per channel (as a string key) its sprite crop."""
+
+    steps: int
+    size: int
+    channels: dict[str, dict[str, Any]]  # "<index>": {"crop": {src, x, y, width, height},
+    #                                                  "objective": float}
+    sheets: dict[str, tuple[int, int]]  # each sprite sheet's (width, height)
+
+
+@dataclass(frozen=True)
+class AttributionRecord:
+    """Why the model decided, at one layer: Grad-CAM and each channel's contribution."""
+
+    class_index: int
+    label: str
+    cam_png: str  # 16-bit grey PNG at the layer's map size: CAM / its max
+    map_size: tuple[int, int]
+    contribution: list[float]  # per channel: sum over the map of activation x gradient
+
+
+@dataclass(frozen=True)
 class DatasetSummary:
     """The dataset behind a report: where, how many images, which files were skipped."""
 
@@ -132,13 +154,16 @@ class LayerRecord:
     images: list[ImageActivation]  # one per input image (a single one for most reports)
     filters: FilterPicture | None  # None: not a convolution, so no filters
     dataset: LayerDataset | None = None  # with --dataset
+    feature_vis: FeatureVisRecord | None = None  # with --feature-vis
+    attribution: AttributionRecord | None = None  # with --explain
 
     @classmethod
     def of(cls, capture: Capture, filters: FilterPicture | None,
-           dataset: LayerDataset | None = None) -> LayerRecord:
+           dataset: LayerDataset | None = None, feature_vis: FeatureVisRecord | None = None,
+           attribution: AttributionRecord | None = None) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
                    capture.spec, capture.stats, capture.activation, capture.images, filters,
-                   dataset)
+                   dataset, feature_vis, attribution)
 
     @property
     def page(self) -> str:
@@ -159,8 +184,11 @@ class LayerRecord:
     @property
     def ranking(self) -> dict[str, list[int]]:
         """Channel indices, most active first, by mean and by max (ties in index order)."""
-        return {"mean": rank_channels(self.stats.channel_mean),
-                "max": rank_channels(self.stats.channel_max)}
+        ranking = {"mean": rank_channels(self.stats.channel_mean),
+                   "max": rank_channels(self.stats.channel_max)}
+        if self.attribution is not None:
+            ranking["contribution"] = rank_channels(self.attribution.contribution)
+        return ranking
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,20 @@ def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
             "percentile": layer.dataset.percentile}
 
 
+def _feature_vis_view(layer: LayerRecord) -> dict[str, Any] | None:
+    """Sheets as a list (paths stay JSON values, which the single-file writer rewrites) and
+    per channel [sheet, x, y, width, height, objective]."""
+    if layer.feature_vis is None:
+        return None
+    sources = list(layer.feature_vis.sheets)
+    return {"sheets": [{"src": src, "width": layer.feature_vis.sheets[src][0],
+                        "height": layer.feature_vis.sheets[src][1]} for src in sources],
+            "channels": {channel: [sources.index(item["crop"]["src"]), item["crop"]["x"],
+                                   item["crop"]["y"], item["crop"]["width"],
+                                   item["crop"]["height"], float(f"{item['objective']:.4g}")]
+                         for channel, item in layer.feature_vis.channels.items()}}
+
+
 def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
                inputs: Sequence[InputRecord] = ()) -> dict[str, Any]:
     """The page's embedded index: where each channel's tile is, and its numbers.
@@ -171,5 +185,9 @@ def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
                    for view, image in zip(inputs, layer.images, strict=True)]
         if len(layer.images) > 1 else None,
         "dataset": _dataset_view(layer),
+        "feature_vis": _feature_vis_view(layer),
+        "contribution": None if layer.attribution is None else _rounded(
+            layer.attribution.contribution),
+        "explained": None if layer.attribution is None else layer.attribution.label,
         "ranking": layer.ranking,
     }

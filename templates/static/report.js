@@ -12,7 +12,8 @@
   var layers = [];
   var tip = null;
   var SORTS = ["index", "mean", "max"];
-  var SORT_WORDS = { index: "index order", mean: "mean, most active first", max: "max, most active first" };
+  var SORT_WORDS = { index: "index order", mean: "mean, most active first", max: "max, most active first",
+                     contribution: "contribution to the explained class, largest first" };
 
   function fmt(v) {
     if (v === null || v === undefined) return "–";
@@ -103,6 +104,8 @@
     this.images = this.data.images;
     this.image = 0;
     this.dataset = this.data.dataset;
+    this.sorts = this.data.contribution ? SORTS.concat(["contribution"]) : SORTS;
+    if (this.data.contribution) this.rank.contribution = inverse(this.data.ranking.contribution);
     this.tileMode = "maps";
     if (this.images) {
       var grids = article.querySelectorAll("img.grid");
@@ -117,6 +120,10 @@
     this.snapX = this.snapY = 0;
     this.buildTiles();
     this.wireToolbar();
+    var cam = article.querySelector(".cam-opacity input"), camMap = article.querySelector(".cam-map");
+    if (cam && camMap) {
+      cam.addEventListener("input", function () { camMap.style.opacity = cam.value / 100; });
+    }
     this.wireDialog();
     article.classList.add("enhanced");
   }
@@ -267,7 +274,7 @@
       });
     });
     var saved = store("reportgen.sort");
-    if (saved && saved !== "index" && SORTS.indexOf(saved) >= 0) this.sort(saved);
+    if (saved && saved !== "index" && this.sorts.indexOf(saved) >= 0) this.sort(saved);
   };
 
   Layer.prototype.sort = function (key) {
@@ -315,7 +322,7 @@
   };
 
   Layer.prototype.cycleSort = function () {
-    this.sort(SORTS[(SORTS.indexOf(this.sortKey) + 1) % SORTS.length]);
+    this.sort(this.sorts[(this.sorts.indexOf(this.sortKey) + 1) % this.sorts.length]);
   };
 
   /* ---------------------------------------------------------------- channel view */
@@ -394,6 +401,12 @@
     this.fillFilter(k);
     this.fillImages(k);
     this.fillDataset(k);
+    this.fillFeatureVis(k);
+    var contribution = this.dialog.querySelector(".cv-contribution");
+    if (contribution && this.data.contribution) {
+      contribution.textContent = fmt(this.data.contribution[k]) + " (rank " +
+        (this.rank.contribution[k] + 1) + " of " + this.count + ")";
+    }
     q(".cv-flat").hidden = !d.flat[k];
     q(".cv-mean").textContent = fmt(d.mean[k]);
     q(".cv-max").textContent = fmt(d.max[k]);
@@ -436,20 +449,41 @@
     }
   };
 
-  /* Tiles show this image's maps, or each channel's top dataset example (Microscope-style). */
+  /* The channel's feature visualisation, when it has one. */
+  Layer.prototype.fillFeatureVis = function (k) {
+    var vis = this.data.feature_vis, figure = this.dialog.querySelector(".cv-featurevis");
+    if (!vis || !figure) return;
+    var item = vis.channels[String(k)];
+    figure.hidden = !item;
+    if (!item) return;
+    var sheet = vis.sheets[item[0]], box = figure.querySelector(".cv-featurevis-px");
+    cropPx(box, sheet.src, sheet.width, sheet.height, item[1], item[2], item[3], item[4],
+           Math.min(2, 256 / Math.max(item[3], item[4])));
+    box.setAttribute("aria-label", "Feature visualisation of channel " + this.id(k));
+    figure.querySelector(".cv-featurevis-caption").textContent = "What channel " + k +
+      " wants: an image optimised to maximise its mean (" + fmt(item[5]) + " on it).";
+  };
+
+  /* Tiles show this image's maps, each channel's top dataset example (Microscope-style), or
+     its feature visualisation. */
   Layer.prototype.setTileMode = function (mode) {
-    var set = this.dataset;
+    var set = this.dataset, vis = this.data.feature_vis;
     this.tileMode = mode;
     for (var k = 0; k < this.count; k++) {
       var px = this.tiles[k].firstChild, row = set && set.examples[k] && set.examples[k][0];
+      var item = vis && vis.channels[String(k)], sheet;
       if (mode === "examples" && row) {
-        var sheet = set.sheets[row[4]];
+        sheet = set.sheets[row[4]];
         cropFill(px, sheet.src, sheet.width, sheet.height, row[5], row[6], row[7], row[8]);
+      } else if (mode === "featurevis" && item) {
+        sheet = vis.sheets[item[0]];
+        cropFill(px, sheet.src, sheet.width, sheet.height, item[1], item[2], item[3], item[4]);
       } else {
         px.style.backgroundImage = px.style.backgroundSize = px.style.backgroundPosition = "";
       }
+      this.tiles[k].classList.toggle("dim", mode === "featurevis" && !item);
     }
-    this.box.classList.toggle("examples", mode === "examples");
+    this.box.classList.toggle("examples", mode !== "maps");
   };
 
   /* Several images: this channel for each of them, in a row, all on the shared range. */

@@ -1,0 +1,36 @@
+"""Explaining what the convs respond to: feature visualisation and Grad-CAM attribution.
+
+Library only for now; the report and the CLI will call these.
+
+* :func:`visualise` / :func:`visualise_cached`: per channel, the picture that maximises it.
+* :func:`parse_channel_specs`: ``LAYERGLOB:CHANNELS`` lists for choosing channels.
+* :func:`write_sprites` / :func:`feature_vis_entry`: pictures into sheets and the manifest.
+* :func:`attribute`: Grad-CAM and per-channel contributions of every layer, one pass.
+"""
+from reportgen.explain.attribution import (
+                                           Attribution,
+                                           LayerAttribution,
+                                           attribute,
+                                           cam_to_uint16,
+                                           resize_cam,
+                                           save_cam_png,
+)
+from reportgen.explain.cache import (
+                                           FeatureVisCache,
+                                           default_cache_dir,
+                                           model_fingerprint,
+                                           visualise_cached,
+)
+from reportgen.explain.channels import parse_channel_specs
+from reportgen.explain.featurevis import (
+                                           FeatureVisSettings,
+                                           Visualisation,
+                                           visualise,
+                                           visualise_with,
+)
+from reportgen.explain.sprites import feature_vis_entry, write_sprites
+
+__all__ = ["Attribution", "FeatureVisCache", "FeatureVisSettings", "LayerAttribution",
+           "Visualisation", "attribute", "cam_to_uint16", "default_cache_dir",
+           "feature_vis_entry", "model_fingerprint", "parse_channel_specs", "resize_cam",
+           "save_cam_png", "visualise", "visualise_cached", "visualise_with", "write_sprites"]

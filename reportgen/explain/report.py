@@ -1,0 +1,87 @@
+"""The explanations' part of a report: feature visualisations and attribution, per layer.
+
+Both run after the single-image pass, inside the staged site: feature visualisations are
+optimised (or read from their disk cache, keyed by the weights, layer, channel and settings,
+so an interrupted or repeated build does not optimise again) and packed into sprite sheets;
+attribution is one forward and one backward pass for every selected layer, its Grad-CAM saved
+as a 16-bit grey PNG at each layer's map size.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from reportgen.errors import ReportError
+from reportgen.explain.attribution import attribute, save_cam_png
+from reportgen.explain.cache import visualise_cached
+from reportgen.explain.channels import parse_channel_specs
+from reportgen.explain.sprites import write_sprites
+from reportgen.inputs.preprocess import Preprocessing
+from reportgen.options import BuildOptions
+from reportgen.report.model import IMAGE_DIR, AttributionRecord, Capture, FeatureVisRecord
+
+log = logging.getLogger(__name__)
+
+FEATURE_VIS_DIR = f"{IMAGE_DIR}/featurevis"
+
+
+def feature_visualisations(module: nn.Module, captures: list[Capture],
+                           preprocessing: Preprocessing, options: BuildOptions,
+                           weights: dict[str, object], site: Path,
+                           say: Callable[[str], None]) -> dict[str, FeatureVisRecord]:
+    """Per layer named by ``--feature-vis``, its visualisations as sprite-sheet crops."""
+    assert options.feature_vis is not None
+    firsts = [capture for capture in captures if capture.call == 1]  # one per module
+    chosen = parse_channel_specs(
+        options.feature_vis, {capture.name: capture.spec.out_channels for capture in firsts},
+        {capture.name: capture.stats.channel_mean for capture in firsts})
+    slugs = {capture.name: capture.slug for capture in firsts}
+    (site / FEATURE_VIS_DIR).mkdir(parents=True, exist_ok=True)
+    records = {}
+    for layer, channels in chosen.items():
+        say(f"Feature visualisation of {len(channels)} channels of {layer} "
+            f"({options.feature_vis_steps} steps) ...")
+        made = visualise_cached(module, layer, channels, preprocessing=preprocessing,
+                                weights=weights, use_cache=options.cache,
+                                steps=options.feature_vis_steps, size=options.feature_vis_size,
+                                seed=options.seed, rectify=options.rectify,
+                                device=options.device, progress=log.debug)
+        crops = write_sprites(made, site / FEATURE_VIS_DIR, slugs[layer],
+                              src_prefix=f"{FEATURE_VIS_DIR}/")
+        sheets = {item["crop"]["src"] for item in crops.values()}
+        sizes = {src: Image.open(site / src).size for src in sorted(sheets)}
+        records[layer] = FeatureVisRecord(options.feature_vis_steps, options.feature_vis_size,
+                                          crops, sizes)
+    return records
+
+
+def attributions(module: nn.Module, batch: torch.Tensor, captures: list[Capture],
+                 options: BuildOptions, categories: list[str] | None,
+                 site: Path) -> dict[str, AttributionRecord]:
+    """Grad-CAM and contributions of every captured layer, for the chosen class."""
+    assert options.explain is not None
+    target: int | str | None = None
+    if options.explain != "top":
+        target = int(options.explain) if options.explain.isdigit() else options.explain
+    modules = list(dict.fromkeys(capture.module_name for capture in captures))
+    try:
+        found = attribute(module, batch[:1], layers=modules, target=target,
+                          categories=categories, device=options.device)
+    except KeyError as error:
+        raise ReportError(f"--explain {options.explain}: no such class ({error}).") from None
+    records = {}
+    slugs = {capture.name: capture.slug for capture in captures}
+    for layer in found.layers:
+        if layer.layer not in slugs:
+            continue
+        png = f"{IMAGE_DIR}/{slugs[layer.layer]}-cam.png"
+        save_cam_png(layer.cam_normalised, site / png)
+        records[layer.layer] = AttributionRecord(
+            found.class_index, found.class_label, png, layer.map_size,
+            [float(f"{value:.6g}") for value in layer.contributions])
+    return records
