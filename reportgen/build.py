@@ -24,14 +24,15 @@ from reportgen.explain.report import attributions, feature_visualisations
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
-from reportgen.inputs.images import SourceImage, load_image
-from reportgen.inputs.inputsize import check_input_size, explain_failure
+from reportgen.forward.selection import choose_layers
+from reportgen.inputs.images import load_image
+from reportgen.inputs.inputsize import explain_failure
+from reportgen.inputs.modelinput import input_preprocessing, model_batch, read_input
 from reportgen.inputs.models import (
     LoadedModel,
-    build_architecture,
-    check_model_name,
+    check_model,
+    check_size_before_loading,
     load_model,
-    select_layers,
 )
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import (
@@ -57,6 +58,7 @@ from reportgen.report.model import (
     ModelInfo,
     Prediction,
     ReportRecord,
+    count_layers,
     input_png,
 )
 from reportgen.report.pages import write_pages
@@ -98,7 +100,7 @@ class Report:
     def __repr__(self) -> str:  # one line: the manifest is in .manifest, not in the repr
         top = self.predictions[0] if self.predictions else None
         guess = f", top-1 {top.label!r} {top.probability:.1%}" if top else ""
-        return (f"<Report of {self.record.model.name}: {len(self.layers)} conv layers in "
+        return (f"<Report of {self.record.model.name}: {count_layers(self.layers)} in "
                 f"'{self.site_dir}'{guess}, {self.seconds:.1f} s>")
 
     def _repr_html_(self) -> str:
@@ -127,10 +129,13 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                  **overrides: Any) -> Report:
     """Run the model once on the image and publish every conv layer's view of it.
 
-    ``model`` is a torchvision classification model name or your own ``nn.Module``;
+    ``model`` is a torchvision classification model name, ``timm:NAME``,
+    ``package.module:factory`` or ``path/to/file.py:factory`` (``model_args`` passes keyword
+    arguments), or your own ``nn.Module``;
     ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
     a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
-    or a tensor, or a list of up to 16 of them, shown side by side on one shared range. How
+    or a tensor, or a list of up to 16 of them, shown side by side on one shared range (with
+    ``preprocess=False``: tensors that are the model's input, used exactly as given). How
     to build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
     (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
     ``options``. ``command`` is the command line that asked for this build, for the manifest.
@@ -146,59 +151,84 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
     if image is None and chosen_options.dataset is None:
         raise ReportError("No image was given; pass an image, or --dataset to use its first.")
-    sources = [load_image(item) for item in _images(image)] if image is not None else []
+    givens = ([read_input(item, chosen_options.preprocess) for item in _images(image)]
+              if image is not None else [])
     files = dataset_files(chosen_options)
-    if isinstance(model, str) and chosen_options.size is not None:
-        _check_size_before_loading(model, chosen_options.size)
+    if not chosen_options.preprocess and (files is not None or chosen_options.feature_vis):
+        raise ReportError(f"{'--dataset' if files is not None else '--feature-vis'} needs "
+                          "the model's preprocessing, so it cannot be combined with "
+                          "preprocess=False.")
+    spec = check_model(model, chosen_options.model_args)  # before anything is loaded or said
+    check_size_before_loading(spec, chosen_options.size, chosen_options.model_args)
     clock.lap("image")
-    say(f"Loading {model if isinstance(model, str) else type(model).__name__} ...")
+    say(f"Loading {spec.text if spec is not None else type(model).__name__} ...")
     categories = list(chosen_options.categories) if chosen_options.categories else None
-    loaded = load_model(model, weights, seed=chosen_options.seed, categories=categories)
+    loaded = load_model(model, weights, seed=chosen_options.seed, categories=categories,
+                        model_args=chosen_options.model_args,
+                        weights_key=chosen_options.weights_key)
     clock.lap("model")
-    chosen = select_layers([name for name, _ in conv_layers(loaded.module)],
-                           chosen_options.layers)
+    chosen = choose_layers(loaded.module, chosen_options.layers)
     if not chosen:
-        raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to show.")
-    preprocessing = Preprocessing.from_preset(loaded.preprocessing, chosen_options.size)
+        raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to "
+                          "show; --layers can name other layers (--layers @blocks: its blocks).")
+    preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
+                                               chosen_options)
     dataset = None
     if files is not None:
+        conv_names = {name for name, _ in conv_layers(loaded.module)}
+        others = [name for name in chosen if name not in conv_names]
+        if others:
+            raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
+                              f"{f' and {len(others) - 1} more' if len(others) > 1 else ''} "
+                              "out of --layers.")
+        assert isinstance(preprocessing, Preprocessing)  # preprocess=False was refused above
         say(f"Mining {len(files)} dataset files for each channel's top {chosen_options.top_k} "
             "images ...")
         dataset = mine_for_report(loaded.module, files, chosen, preprocessing, chosen_options,
                                   target, loaded.weights.get("sha256"), show_progress)
         clock.lap("dataset")
-        if not sources:
-            sources = [load_image(dataset.first_image())]
+        if not givens:
+            givens = [load_image(dataset.first_image())]
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
-    batch = torch.cat([preprocessing(source.rgb) for source in sources])
-    notes = [*loaded.notes, *_image_notes(sources, preprocessing)]
+    batch, input_notes = model_batch(givens, preprocessing, loaded.module)
+    notes = [*loaded.notes, *notes, *input_notes]
     clock.lap("image")
 
     with staged_folder(target) as site:
         with PngWriter(chosen_options.compress_level) as writer, \
                 core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-            say(f"Running {loaded.name} once with hooks on {len(chosen)} conv layers ...")
+            convs = {name for name, _ in conv_layers(loaded.module)}
+            hooked = (f"{len(chosen)} conv layers" if set(chosen) <= convs else
+                      f"{len(chosen)} layers ({len(convs.intersection(chosen))} conv)")
+            say(f"Running {loaded.name} once with hooks on {hooked} ...")
             with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
                 recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
-                                              dataset.peaks() if dataset else None)
+                                              dataset.peaks() if dataset else None,
+                                              input_hw=(batch.shape[-2], batch.shape[-1]),
+                                              batch_size=batch.shape[0])
                 logits = _forward(loaded, batch, torch_device, recorder, chosen)
+            skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
             clock.lap("forward")
             clock.timings["forward"] -= recorder.seconds
             clock.timings["grids"] = recorder.seconds
-            for number in range(len(sources)):
+            for number in range(len(givens)):
                 writer.submit(preprocessing.to_picture(batch[number:number + 1]),
                               site / input_png(number))
             examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
                         if dataset else {})
             clock.lap("dataset crops")
-            explained = (attributions(loaded.module, batch, recorder.captures, chosen_options,
+            # Attribution and feature visualisation work on conv outputs: other layers have none.
+            conv_captures = [capture for capture in recorder.captures
+                             if capture.module_name in convs]
+            explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
                                       loaded.categories, site)
-                         if chosen_options.explain else {})
+                         if chosen_options.explain and conv_captures else {})
             clock.lap("attribution")
-            visualised = (feature_visualisations(loaded.module, recorder.captures, preprocessing,
+            visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
                                                  chosen_options, loaded.weights, site, say)
-                          if chosen_options.feature_vis else {})
+                          if chosen_options.feature_vis and conv_captures
+                          and isinstance(preprocessing, Preprocessing) else {})
             clock.lap("feature vis")
             layers = [LayerRecord.of(capture, filters, examples.get(capture.name),
                                      visualised.get(capture.name), explained.get(capture.name))
@@ -212,13 +242,14 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             created=build_time(), versions=manifests.versions(), command=command,
             model=_model_info(loaded), weights=loaded.weights,
             preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*notes, *_category_notes(logits, loaded.categories)],
-            inputs=[InputRecord(source.describe(), input_png(number),
+            notes=[*notes, *skipped, *_category_notes(logits, loaded.categories,
+                                                      chosen_options.categories_must_match)],
+            inputs=[InputRecord(given.describe(), input_png(number),
                                 _predictions(logits, loaded.categories, number))
-                    for number, source in enumerate(sources)],
+                    for number, given in enumerate(givens)],
             layers=layers, dataset=dataset.summary(chosen_options) if dataset else None)
         written = manifests.write(site, record)
-        write_pages(site, record, preprocessing.crop)
+        write_pages(site, record, preprocessing.input_size)
         clock.lap("html")
         single = _single_file(site, say) if chosen_options.self_contained else None
         clock.lap("single file")
@@ -240,16 +271,6 @@ def _images(image: Any) -> list[Any]:
     return images
 
 
-def _image_notes(sources: list[SourceImage], preprocessing: Preprocessing) -> list[str]:
-    """Each image's own notes (conversions, crop), named by image when there are several."""
-    notes = []
-    for source in sources:
-        crop = preprocessing.crop_note(source.rgb.width, source.rgb.height)
-        for note in [*source.notes, *([crop] if crop else [])]:
-            notes.append(note if len(sources) == 1 else f"{source.name}: {note}")
-    return notes
-
-
 def _single_file(site: Path, say: Callable[[str], None]) -> Any:
     from reportgen.publish.singlefile import write_single_file
 
@@ -257,12 +278,6 @@ def _single_file(site: Path, say: Callable[[str], None]) -> Any:
     say(f"Single-file report {single.path.name}: {single.size / 2**20:.1f} MB "
         f"({single.pages} pages, {single.assets} files inlined)")
     return single
-
-
-def _check_size_before_loading(name: str, size: int) -> None:
-    """A too-small --size fails on the meta skeleton, before seconds of weight loading."""
-    check_model_name(name)
-    check_input_size(build_architecture(name, on_meta=True), size, name)
 
 
 def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
@@ -274,17 +289,37 @@ def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
         return output.float().cpu() if isinstance(output, torch.Tensor) else None
     except (RuntimeError, ValueError) as error:
         # The meta check passed (or could not tell): explain a shape failure if it is one.
-        explain_failure(module, int(batch.shape[-1]), loaded.name, error)
+        explain_failure(module, int(batch.shape[-1]), loaded.name, error,
+                        channels=int(batch.shape[1]))
         raise
 
 
+def _skipped_notes(skipped: list[tuple[str, str]], shown: bool) -> list[str]:
+    """Chosen layers whose output is not a feature map: a note, or an error if none is left."""
+    if not skipped:
+        return []
+    listed = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    if not shown:
+        raise ReportError(f"None of the layers --layers chose can be shown as maps ({listed}"
+                          f"{more}); choose layers whose output is a feature map or a token "
+                          "sequence.")
+    return [f"{len(skipped)} chosen layer{'s are' if len(skipped) > 1 else ' is'} not shown, "
+            f"as {'their' if len(skipped) > 1 else 'its'} output is not a feature map: "
+            f"{listed}{more}."]
+
+
 def _filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWriter,
-                     site: Path) -> list[tuple[Capture, FilterPicture]]:
-    """Each capture with its conv's filter picture (drawn once per module, shared by calls)."""
+                     site: Path) -> list[tuple[Capture, FilterPicture | None]]:
+    """Each capture with its conv's filter picture (drawn once per module, shared by calls);
+    layers that are not convolutions have none."""
     convs = dict(conv_layers(module))
     pictures: dict[str, FilterPicture] = {}
-    layers = []
+    layers: list[tuple[Capture, FilterPicture | None]] = []
     for capture in captures:
+        if capture.module_name not in convs:
+            layers.append((capture, None))
+            continue
         picture = pictures.get(capture.module_name)
         if picture is None:
             figure = filter_figure(convs[capture.module_name])
@@ -301,14 +336,20 @@ def _filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWrit
 def _model_info(loaded: LoadedModel) -> ModelInfo:
     return ModelInfo(loaded.name, type(loaded.module).__name__,
                      sum(p.numel() for p in loaded.module.parameters()),
-                     len(conv_layers(loaded.module)))
+                     len(conv_layers(loaded.module)), loaded.kind, loaded.source_sha256)
 
 
-def _category_notes(logits: Any, categories: list[str] | None) -> list[str]:
+def _category_notes(logits: Any, categories: list[str] | None, must_match: bool = False
+                    ) -> list[str]:
     # one line however many images: the names and the outputs disagree for all of them
-    """A warning (and a note in the report) when the names do not match the outputs."""
+    """A warning (and a note in the report) when the names do not match the outputs; an
+    error when they must (a --categories file made for this model)."""
     if not categories or not _is_logits(logits) or len(categories) == logits.shape[1]:
         return []
+    if must_match:
+        raise ReportError(f"--categories has {len(categories)} label"
+                          f"{'s' if len(categories) != 1 else ''} but the model has "
+                          f"{logits.shape[1]} outputs; give one label per output, in order.")
     note = (f"categories has {len(categories)} names but the model has {logits.shape[1]} "
             "outputs; the predictions are labelled by index instead.")
     log.warning("%s", note)

@@ -33,9 +33,12 @@ DEFAULTS = BuildOptions()
 
 log = logging.getLogger("reportgen")
 
-MODEL_HELP = "torchvision classification model name, e.g. vgg16, resnet18, mobilenet_v2."
+MODEL_HELP = ("A torchvision model (vgg16, resnet18, ...), timm:NAME, package.module:factory or "
+              "path/to/file.py:factory (an nn.Module class or a function returning one).")
 WEIGHTS_HELP = ("DEFAULT, none (random, seeded), a weights name such as IMAGENET1K_V1, "
-                "or a checkpoint path (state_dict).")
+                "or a checkpoint path (.pth/.pt/.ckpt/.safetensors).")
+MODEL_ARG_HELP = ("KEY=VALUE keyword argument for the model's factory or builder, the value a "
+                  "Python literal (num_classes=10); repeat for more.")
 IMAGE_HELP = "An skimage sample (astronaut, coffee, chelsea, camera, ...) or an image file."
 
 
@@ -124,6 +127,24 @@ def cli() -> None:
 @click.option("--self-contained", is_flag=True,
               help="Also write SITE_DIR/report.html: the whole report in one file that opens "
                    "offline (images and assets inlined).")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help=MODEL_ARG_HELP)
+@click.option("--weights-key", default=None, metavar="KEY",
+              help="The checkpoint's top-level key holding the weights, e.g. model_ema "
+                   "(default: state_dict, model, ..., then EMA weights).")
+@click.option("--mean", default=None, metavar="M[,M...]",
+              help="Normalisation mean per input channel (default: the weights').")
+@click.option("--std", default=None, metavar="S[,S...]",
+              help="Normalisation std per input channel (default: the weights').")
+@click.option("--resize", type=int, default=None,
+              help="Resize the short side to this before the centre crop (default: the "
+                   "weights').")
+@click.option("--crop/--no-crop", default=True,
+              help="--no-crop resizes the long side to --size and pads to a square, so the "
+                   "whole image is seen.")
+@click.option("--categories", "categories_file", default=None,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="Labels of the model's outputs: one per line, or a JSON list.")
 @common_options
 def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str, ...],
           site_dir: str, **flags: Any) -> None:
@@ -136,6 +157,11 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     started = time.perf_counter()
     command = command_line(click.get_current_context(), dict(
         flags, model=model, weights=weights, images=images, site_dir=site_dir))
+    categories_file = flags.pop("categories_file")
+    if categories_file is not None:
+        from reportgen.inputs.categories import read_categories
+
+        flags.update(categories=read_categories(categories_file), categories_must_match=True)
     options = _run(verbose, lambda: BuildOptions(**flags))
     report = _run(verbose, lambda: build_report(
         model, weights, image, site_dir, options, command=command, progress=log.info,
@@ -144,7 +170,9 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     if verbose:
         for stage_name, stage_seconds in report.timings.items():
             click.echo(f"  {stage_name:<12} {stage_seconds:7.3f} s", err=True)
-    click.echo(f"Report of {len(report.layers)} conv layers written to "
+    from reportgen.report.model import count_layers
+
+    click.echo(f"Report of {count_layers(report.layers)} written to "
                f"{report.index} in {seconds:.1f} s", err=True)
     if report.single_file is not None:
         size = report.single_file.stat().st_size
@@ -214,6 +242,8 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
 @click.option("--rectify/--no-rectify", default=None,
               help="Show max(0, x) (default: as the report did, else no).")
 @click.option("--size", type=int, default=None, help="Input crop size (not with --from).")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help=MODEL_ARG_HELP + " (not with --from).")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
               help="Seed for --weights none.")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
@@ -223,9 +253,11 @@ def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **op
     _configure_logging(verbose, quiet)
     from reportgen.publish.figure import make_figure
 
-    if options["source"] is not None and (options["model"] is not None or options["size"]):
+    if options["source"] is not None and (options["model"] is not None or options["size"]
+                                          or options["model_args"]):
         raise ReportError("--from rebuilds the report's own model and preprocessing; leave "
-                          "out --model and --size (use -w/-i only to point at its files).")
+                          "out --model, --model-arg and --size (use -w/-i only to point at "
+                          "its files).")
     made = _run(verbose, lambda: make_figure(output, list(select), **options))
     click.echo(f"Figure {made.path} ({made.format.upper()}, {made.width:.2f} x "
                f"{made.height:.2f} in, {made.size:,} bytes)", err=True)
@@ -235,22 +267,32 @@ def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **op
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("--size", type=int, default=LAYER_TABLE_SIZE, show_default=True,
               help="Input size for shapes.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help=MODEL_ARG_HELP)
 @common_options
-def layers(verbose: int, quiet: bool, model: str, size: int) -> None:
-    """List every conv layer of a model with its shapes and parameters."""
+def layers(verbose: int, quiet: bool, model: str, size: int,
+           model_args: tuple[str, ...]) -> None:
+    """List every conv layer of a model with its shapes and parameters (and its blocks)."""
     _configure_logging(verbose, quiet)
     from reportgen.forward.layertable import conv_table, format_table
+    from reportgen.inputs.modelspec import normalize_model_args
 
-    rows = _run(verbose, lambda: conv_table(model, size))
+    rows = _run(verbose, lambda: conv_table(model, size, normalize_model_args(model_args)))
     click.echo(format_table(rows))
 
 
 @cli.command()
 def models() -> None:
     """List the torchvision classification models reportgen can use."""
-    from reportgen.inputs.models import classification_models
+    from reportgen.inputs.models import classification_models, model_caveat
 
-    click.echo("\n".join(classification_models()))
+    names = classification_models()
+    width = max(len(name) for name in names)
+    for name in names:
+        caveat = model_caveat(name)
+        click.echo(f"{name:<{width}}  ({caveat})" if caveat else name)
+    click.echo("\nAlso: --model timm:NAME (pip install 'reportgen[timm]'), "
+               "package.module:factory or path/to/file.py:factory.", err=True)
 
 
 def command_line(context: click.Context, options: dict[str, Any]) -> str:
@@ -271,6 +313,8 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
         if param.is_flag:  # click 8.2+ gives flags an UNSET default, so test the value
             if value:
                 words.append(flag)
+            elif param.secondary_opts:  # --crop/--no-crop turned off
+                words.append(max(param.secondary_opts, key=len))
             continue
         words += [flag, _base_name(param.name, str(value))]
     return shlex.join(words)
@@ -278,8 +322,16 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
 
 def _base_name(name: str | None, text: str) -> str:
     """Paths are recorded by base name only: no user's folder layout is published."""
-    if name in ("images", "weights", "site_dir") and ("/" in text or "\\" in text):
+    if name in ("images", "weights", "site_dir", "categories_file") and (
+            "/" in text or "\\" in text):
         return PurePath(text).name
+    if name == "model":  # a model file outside the current folder: by its base name
+        from reportgen.inputs.modelspec import parse_model_spec
+
+        try:
+            return parse_model_spec(text).recorded
+        except ReportError:
+            return text
     return text
 
 

@@ -11,6 +11,7 @@ This module imports no torch, so ``reportgen --help`` stays fast.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -50,11 +51,11 @@ def choices(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def _recorded(default: Any, flag: str, path: bool = False) -> Any:
+def _recorded(default: Any, flag: str, path: bool = False, repeat: bool = False) -> Any:
     """A field that changes the report's pictures: kept in the manifest and in the command
-    that rebuilds the report (``flag``); a ``path`` is kept by its base name only, so no
-    user's folder layout is published."""
-    return field(default=default, metadata={"flag": flag, "path": path})
+    that rebuilds the report (``flag``, given once per item of a tuple when ``repeat``); a
+    ``path`` is kept by its base name only, so no user's folder layout is published."""
+    return field(default=default, metadata={"flag": flag, "path": path, "repeat": repeat})
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,19 @@ class BuildOptions:
     device: str = "cpu"
     self_contained: bool = False  # also write report.html, the whole report in one file
     categories: tuple[str, ...] | None = None  # class names for the model's outputs
+    #: Keyword arguments for a ``--model`` factory (or torchvision/timm builder), as canonical
+    #: ``KEY=VALUE`` strings (values are Python literals); a dict is accepted too.
+    model_args: tuple[str, ...] = _recorded((), "--model-arg", repeat=True)
+    weights_key: str | None = _recorded(None, "--weights-key")  # where in the checkpoint
+    mean: tuple[float, ...] | None = _recorded(None, "--mean")  # None: the weights' own
+    std: tuple[float, ...] | None = _recorded(None, "--std")
+    resize: int | None = _recorded(None, "--resize")  # short side before the crop
+    crop: bool = _recorded(True, "--no-crop")  # False: resize the long side, pad to a square
+    #: False: ``image`` is a tensor used as the model input exactly as given (Python API).
+    preprocess: bool = True
+    #: A --categories file whose length does not match the outputs is an error (the CLI sets
+    #: it: the file was made for this model) instead of a warning.
+    categories_must_match: bool = False
 
     def __post_init__(self) -> None:
         given: object = self.layers  # the keyword API may pass a list of globs
@@ -127,6 +141,27 @@ class BuildOptions:
             raise ReportError("--batch-size must be at least 1 and --workers at least 0.")
         if self.categories is not None:  # a list from the keyword API: keep it hashable
             object.__setattr__(self, "categories", tuple(self.categories))
+        from reportgen.inputs.modelspec import normalize_model_args  # no torch in there
+
+        object.__setattr__(self, "model_args", normalize_model_args(self.model_args))
+        if self.weights_key is not None and not str(self.weights_key).strip():
+            raise ReportError("--weights-key is empty; name a top-level key of the checkpoint.")
+        for name in ("mean", "std"):
+            object.__setattr__(self, name, _per_channel(name, getattr(self, name)))
+        if self.std is not None and any(value <= 0 for value in self.std):
+            raise ReportError(f"--std must be positive, not {_joined(self.std)}.")
+        if (self.mean is not None and self.std is not None and len(self.mean) != len(self.std)
+                and 1 not in (len(self.mean), len(self.std))):
+            raise ReportError(f"--mean has {len(self.mean)} values and --std {len(self.std)}; "
+                              "give one per input channel for both.")
+        if self.resize is not None and self.resize < 1:
+            raise ReportError(f"--resize must be a positive number of pixels, not {self.resize}.")
+        if self.resize is not None and not self.crop:
+            raise ReportError("--resize sets the short side before the centre crop; with "
+                              "--no-crop the long side is resized to --size instead.")
+        if self.size is not None and self.resize is not None and self.resize < self.size:
+            raise ReportError(f"--resize {self.resize} is smaller than --size {self.size}; the "
+                              "crop is cut from the resized image.")
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -157,11 +192,11 @@ class BuildOptions:
         known = {item.name for item in dataclasses.fields(cls) if "flag" in item.metadata}
         return cls(**{key: value for key, value in recorded.items() if key in known})
 
-    def command_words(self, random_weights: bool) -> list[str]:
+    def command_words(self, seeded: bool) -> list[str]:
         """The flags that rebuild these pictures, every recorded option spelled out.
 
-        ``--seed`` only matters (and is only given) for random weights; options that are
-        off or unset are left out.
+        ``--seed`` only matters (and is only given) when the weights were ``seeded`` (random,
+        or a factory's model as it builds it); options that are off or unset are left out.
         """
         words: list[str] = []
         recorded = self.recorded()
@@ -169,16 +204,48 @@ class BuildOptions:
             if item.name not in recorded:
                 continue
             flag, value = item.metadata["flag"], recorded[item.name]
-            if value is None or value is False or value == "":
+            if value is None or value == "" or value == ():
                 continue
-            if item.name == "seed" and not random_weights:
+            if item.name == "seed" and not seeded:
                 continue
             if item.name in DATASET_ONLY and self.dataset is None:
                 continue
             if item.name in FEATURE_VIS_ONLY and self.feature_vis is None:
                 continue
-            words += [flag] if value is True else [flag, str(value)]
+            if isinstance(value, bool):  # a switch: given when it differs from its default
+                words += [flag] if value != item.default else []
+            elif item.metadata.get("repeat"):
+                for part in value:
+                    words += [flag, str(part)]
+            else:
+                words += [flag, _joined(value) if isinstance(value, tuple) else str(value)]
         return words
+
+
+def _per_channel(name: str, given: Any) -> tuple[float, ...] | None:
+    """``--mean``/``--std``: "0.5", "0.485,0.456,0.406", a number or a sequence -> floats."""
+    if given is None:
+        return None
+    parts: list[Any]
+    if isinstance(given, str):
+        parts = [part for part in given.replace(" ", ",").split(",") if part]
+    elif isinstance(given, (int, float)):
+        parts = [given]
+    else:
+        parts = list(given)
+    try:
+        values = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        values = ()
+    if not values or not all(math.isfinite(value) for value in values):
+        raise ReportError(f"--{name} '{given}' is not a list of numbers; give one per input "
+                          f"channel, such as --{name} 0.485,0.456,0.406 (or one for all).")
+    return values
+
+
+def _joined(values: tuple[Any, ...]) -> str:
+    """(0.485, 0.456, 0.406) -> "0.485,0.456,0.406", as --mean takes it."""
+    return ",".join(repr(value) if isinstance(value, float) else str(value) for value in values)
 
 
 def _base_name(value: Any) -> Any:

@@ -95,7 +95,7 @@ class Miner:
         self._merge(np.array([priority(files.paths[i]) for i in batch.indices.tolist()],
                              dtype=np.int64))
 
-    def __call__(self, name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
+    def __call__(self, name: str, call: int, module: nn.Module, output: torch.Tensor) -> None:
         # ConvHooks counts calls over the whole run; a module's n-th call *in this batch*
         # is what names it (``layer@2``), as in the single-image report.
         nth = self._calls[name] = self._calls.get(name, 0) + 1

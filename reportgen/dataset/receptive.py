@@ -194,7 +194,7 @@ def _measure(probe: nn.Module, layers: Sequence[str] | None, size: int,
     outputs: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
 
-    def keep(name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
+    def keep(name: str, call: int, module: nn.Module, output: torch.Tensor) -> None:
         calls[name] = calls.get(name, 0) + 1
         outputs[record_name(name, calls[name])] = output
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,12 +47,16 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
             if isinstance(module, nn.Conv2d)]
 
 
-#: Called with (layer name, call number starting at 1, module, output tensor).
-OutputCallback = Callable[[str, int, nn.Conv2d, torch.Tensor], None]
+#: Called with (layer name, call number starting at 1, module, output tensor). The module is
+#: an ``nn.Conv2d`` unless ``names`` chose another one (reportgen.forward.selection).
+OutputCallback = Callable[[str, int, nn.Module, torch.Tensor], None]
 
 
 class ConvHooks:
-    """Hooks on the chosen convs for the duration of a ``with`` block, and nothing after.
+    """Hooks on the chosen layers for the duration of a ``with`` block, and nothing after.
+
+    ``names`` are module names (every conv when None); a name that is not a conv is hooked
+    too, and its callback receives whatever that module returns.
 
     Handles are removed and the model's train/eval mode restored in ``__exit__``, also when
     the forward pass or the callback raises, so a failed build never leaves a model changed.
@@ -63,8 +67,9 @@ class ConvHooks:
         self.model = model
         self.on_output = on_output
         wanted = set(names) if names is not None else None
-        self.layers = [(name, conv) for name, conv in conv_layers(model)
-                       if wanted is None or name in wanted]
+        self.layers: list[tuple[str, nn.Module]] = (
+            list(conv_layers(model)) if wanted is None else
+            [(name, module) for name, module in model.named_modules() if name in wanted])
         self.calls: Counter[str] = Counter()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._was_training = model.training
@@ -91,7 +96,7 @@ class ConvHooks:
     def _hook_for(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], torch.Tensor], None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             self.calls[name] += 1
-            self.on_output(name, self.calls[name], cast(nn.Conv2d, module), output)
+            self.on_output(name, self.calls[name], module, output)
 
         return hook
 

@@ -3,7 +3,9 @@
 Inside the forward hook we compute the statistics, shrink, normalise and tile the maps, and
 hand the picture to the PNG pool. Nothing of the full-size activation is kept, so peak memory
 does not grow with the number of layers, and an in-place ReLU that runs after the hook cannot
-alter what the report shows.
+alter what the report shows. Other layers chosen with ``--layers`` go the same way once
+:mod:`reportgen.forward.features` has read their output as maps; those it cannot read are
+listed in ``skipped``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reportgen.forward.features import FeatureSpec, FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvSpec, record_name
 from reportgen.forward.stats import activation_stats, rounded
 from reportgen.options import BuildOptions
@@ -48,7 +51,8 @@ class ActivationRecorder:
 
     def __init__(self, site: Path, writer: PngWriter, options: BuildOptions,
                  on_layer: Callable[[], object] | None = None,
-                 dataset_peaks: dict[str, torch.Tensor] | None = None) -> None:
+                 dataset_peaks: dict[str, torch.Tensor] | None = None,
+                 input_hw: tuple[int, int] | None = None, batch_size: int = 1) -> None:
         self.site = site
         self.writer = writer
         self.normalize = options.normalize
@@ -56,6 +60,9 @@ class ActivationRecorder:
         self.rectify = options.rectify
         self.tile_cap = options.tile_cap
         self.captures: list[Capture] = []
+        self.skipped: list[tuple[str, str]] = []  # (layer, why its output cannot be shown)
+        self.input_hw = input_hw  # tells channels-last maps from channels-first ones
+        self.batch_size = batch_size  # images in the forward pass: an output's first dim
         self.on_layer = on_layer
         #: Per layer (recorded name), each channel's dataset peak, for --normalize dataset.
         self.dataset_peaks = dataset_peaks or {}
@@ -63,11 +70,22 @@ class ActivationRecorder:
         self._slugs: set[str] = {"index", "input"}
         (site / IMAGE_DIR).mkdir(exist_ok=True)
 
-    def __call__(self, name: str, call: int, module: nn.Conv2d, output: torch.Tensor) -> None:
+    def __call__(self, name: str, call: int, module: nn.Module, output: torch.Tensor) -> None:
         started = time.perf_counter()
+        full_name = record_name(name, call)
+        spec: ConvSpec | FeatureSpec
+        if isinstance(module, nn.Conv2d):
+            spec, raw = ConvSpec.of(name, module), output
+        else:
+            view = read_feature_map(output, self.input_hw, self.batch_size)
+            if not isinstance(view, FeatureView):
+                self.skipped.append((full_name, view))
+                self.seconds += time.perf_counter() - started
+                return
+            spec, raw = feature_spec(name, module, view), view.batch
         # One map stack per image, in the layout the model produced (channels-last for
         # torchvision's models); derived tensors only, never aliases kept past this call.
-        batch = output.detach().float()
+        batch = raw.detach().float()
         if self.rectify:
             batch = batch.clamp_min(0)
         stats = [activation_stats(maps) for maps in batch]
@@ -76,7 +94,6 @@ class ActivationRecorder:
         # channel is drawn flat only when it is flat on every image.
         flat = torch.tensor([all(s.channel_flat[k] for s in stats)
                              for k in range(batch.shape[1])])
-        full_name = record_name(name, call)
         maps_shown = shown if len(stats) > 1 else shown[0]
         if self.normalize == "dataset":
             low, high = dataset_range(maps_shown, self.dataset_peaks[full_name], flat)
@@ -97,7 +114,7 @@ class ActivationRecorder:
                                     shrunk=tuple(shown.shape[2:]) != map_size,
                                     low=rounded(low), high=rounded(high))
         self.captures.append(Capture(len(self.captures), full_name, name, call, slug,
-                                     ConvSpec.of(name, module), stats[0], picture, views))
+                                     spec, stats[0], picture, views))
         self.seconds += time.perf_counter() - started
         if self.on_layer is not None:
             self.on_layer()

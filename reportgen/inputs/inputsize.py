@@ -18,15 +18,15 @@ SEARCH_LIMIT = 2048
 COMMON_SIZES = (224, 299, 256, 128, 96, 64, 32, 28)
 
 
-def runs_on(module: nn.Module, size: int) -> bool | None:
-    """Whether the model runs on a (1, 3, size, size) input; None when meta cannot tell.
+def runs_on(module: nn.Module, size: int, channels: int = 3) -> bool | None:
+    """Whether the model runs on a (1, channels, size, size) input; None when meta cannot tell.
 
     The module's own parameters are left alone (meta stand-ins are passed functionally); a
     forward hook the user put on the model does see these calls, with meta tensors.
     """
     state = {name: torch.empty_like(tensor, device="meta")
              for name, tensor in [*module.named_parameters(), *module.named_buffers()]}
-    batch = torch.empty(1, 3, size, size, device="meta")
+    batch = torch.empty(1, channels, size, size, device="meta")
     was_training = module.training
     try:
         module.eval()
@@ -44,19 +44,19 @@ def runs_on(module: nn.Module, size: int) -> bool | None:
         module.train(was_training)
 
 
-def minimum_size(module: nn.Module, failing: int) -> int | None:
+def minimum_size(module: nn.Module, failing: int, channels: int = 3) -> int | None:
     """The smallest square side above ``failing`` on which the model runs, if any."""
     low, high = failing, failing
     while True:  # double until it runs: the answer lies in (low, high]
         high = min(max(high * 2, 8), SEARCH_LIMIT)
-        if runs_on(module, high):
+        if runs_on(module, high, channels):
             break
         if high >= SEARCH_LIMIT:
             return None
         low = high
     while high - low > 1:
         middle = (low + high) // 2
-        if runs_on(module, middle):
+        if runs_on(module, middle, channels):
             high = middle
         else:
             low = middle
@@ -70,21 +70,23 @@ def check_input_size(module: nn.Module, crop: int, name: str) -> None:
     explain_failure(module, crop, name, None)
 
 
-def explain_failure(module: nn.Module, crop: int, name: str, error: Exception | None) -> None:
+def explain_failure(module: nn.Module, crop: int, name: str, error: Exception | None,
+                    channels: int = 3) -> None:
     """Turn a shape failure at ``crop`` into an actionable message (returns if it cannot)."""
     detail = ""
     if error is not None and str(error).strip():
         detail = f" ({str(error).strip().splitlines()[0]})"
-    verdict = runs_on(module, crop)
+    verdict = runs_on(module, crop, channels)
     if verdict is True:
         return  # the shapes fit: whatever failed, it is not the input size
     if verdict is False:
-        needed = minimum_size(module, crop)
+        needed = minimum_size(module, crop, channels)
         if needed is not None:
             raise ReportError(
                 f"The input is too small for {name}: a {crop}x{crop} crop does not fit, it needs "
                 f"at least {needed}x{needed}{detail}. Use --size {needed} or larger.")
-        fits = [size for size in COMMON_SIZES if size < crop and runs_on(module, size)]
+        fits = [size for size in COMMON_SIZES
+                if size < crop and runs_on(module, size, channels)]
         if fits:
             raise ReportError(
                 f"{name} cannot run on a {crop}x{crop} input{detail}, but it runs on "

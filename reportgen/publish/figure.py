@@ -28,10 +28,13 @@ from torch import nn
 from reportgen import __version__
 from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
+from reportgen.forward.features import FeatureView, read_feature_map
 from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
 from reportgen.forward.stats import activation_stats, rank_channels
 from reportgen.inputs.images import SourceImage, load_image
+from reportgen.inputs.modelinput import input_channels
 from reportgen.inputs.models import load_model
+from reportgen.inputs.modelspec import FILE, parse_model_spec
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import (
     DEFAULT_IMAGE,
@@ -142,13 +145,15 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                 image: Any = None, source: str | os.PathLike[str] | None = None,
                 normalize: str = "layer", cmap: str | None = None, width: str | float = "7in",
                 dpi: int = 300, columns: int | None = None, size: int | None = None,
-                rectify: bool | None = None, seed: int = 0, device: str = "cpu") -> Figure:
+                rectify: bool | None = None, seed: int = 0, device: str = "cpu",
+                model_args: Any = ()) -> Figure:
     """Draw the selected channels of the selected layers into ``output`` (.pdf/.svg/.png).
 
     Either name a ``model``/``weights``/``image`` as for :func:`reportgen.build_report` (the
     defaults are the same), or pass ``source``, a report's folder or its manifest.json, to
     rebuild exactly that report's input (``weights``/``image`` then only point at files the
-    manifest names by base name). ``normalize="layer"`` gives each layer one colour scale, its
+    manifest names by base name). ``model_args`` are keyword arguments for a model factory,
+    as ``--model-arg``. ``normalize="layer"`` gives each layer one colour scale, its
     real min..max; ``"channel"`` gives every channel its own scale and colorbar.
     """
     target = Path(output)
@@ -177,7 +182,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
         inputs = _Inputs(model if model is not None else DEFAULT_MODEL,
                          weights if weights is not None else DEFAULT_WEIGHTS,
                          image if image is not None else DEFAULT_IMAGE,
-                         BuildOptions(seed=seed, size=size), None)
+                         BuildOptions(seed=seed, size=size, model_args=model_args), None)
     shown_options = inputs.options.replace(
         rectify=inputs.options.rectify if rectify is None else rectify,
         cmap=cmap or inputs.options.cmap)
@@ -186,16 +191,20 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
 
     picture = load_image(inputs.image)
     _check_hash(picture, inputs.image_sha256)
-    loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed)
-    preprocessing = inputs.preprocessing or Preprocessing.from_preset(loaded.preprocessing,
-                                                                      inputs.options.size)
+    loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed,
+                        model_args=inputs.options.model_args,
+                        weights_key=inputs.options.weights_key)
+    preprocessing = inputs.preprocessing or Preprocessing.chosen(
+        loaded.preprocessing, inputs.options, input_channels(loaded.module)[0])[0]
     maps = capture(loaded.module, preprocessing(picture.rgb), selections, device_chosen)
     panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
               for selection in selections]
+    convs = {name for name, _ in conv_layers(loaded.module)}
     figure = Figure(target, kind, inches, 0.0, dpi, normalize, panels)
     per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
     _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)),
-          _shown(shown_options.rectify), loaded.name)
+          _shown(shown_options.rectify, all(panel.layer.partition("@")[0] in convs
+                                            for panel in panels)), loaded.name)
     log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
               f"{figure.size:,}")
     return figure
@@ -239,7 +248,13 @@ def _inputs_from_report(source: Path, weights: Any, image: Any) -> _Inputs:
             raise ReportError(f"The report in '{source}' was built from an in-memory image "
                               f"({name}); pass the image file with -i PATH.")
     seed = int(recorded_weights.get("seed", saved.options.seed) or 0)
-    return _Inputs(saved.model.name, weights, image, saved.options.replace(seed=seed),
+    model = saved.model.name
+    if saved.model.kind == FILE:  # a model file, recorded like the image: look near the report
+        spec = parse_model_spec(model)
+        if not Path(spec.target).is_file():
+            found = _find_file(Path(spec.target).name, folders, "model file", "-m")
+            model = f"{found}:{spec.attribute}"
+    return _Inputs(model, weights, image, saved.options.replace(seed=seed),
                    saved.preprocessing, recorded_image.get("sha256"))
 
 
@@ -262,30 +277,45 @@ def _check_hash(picture: SourceImage, expected: str | None) -> None:
 
 def capture(module: nn.Module, batch: torch.Tensor, selections: Sequence[Selection],
             device: torch.device | None = None) -> dict[str, torch.Tensor]:
-    """One forward pass; a (C, H, W) float CPU clone of each selected layer's output."""
+    """One forward pass; a (C, H, W) float CPU clone of each selected layer's output (a block
+    that is not a convolution: its output read as maps, as in the report)."""
     device = device or torch.device("cpu")
     names = [name for name, _ in conv_layers(module)]
+    others = {name for name, sub in module.named_modules() if name} - set(names)
     wanted: dict[str, str] = {}
     for selection in selections:
         module_name, _, call = selection.layer.partition("@")
-        if module_name not in names or (call and not (call.isdigit() and int(call) >= 2)):
+        known = module_name in names or module_name in others
+        if not known or (call and not (call.isdigit() and int(call) >= 2)):
             close = difflib.get_close_matches(selection.layer, names, n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else (
                 "the layers are " + ", ".join(names[:8]) +
                 (f", ... ({len(names)} in all)" if len(names) > 8 else ""))
-            raise ReportError(f"--select: '{selection.layer}' is not a conv layer of this "
+            raise ReportError(f"--select: '{selection.layer}' is not a layer of this "
                               f"model; {hint}")
         wanted[selection.layer] = module_name
     kept: dict[str, torch.Tensor] = {}
+    unreadable: dict[str, str] = {}
+    input_hw = (int(batch.shape[-2]), int(batch.shape[-1]))
 
-    def keep(name: str, call: int, conv: nn.Module, output: torch.Tensor) -> None:
+    def keep(name: str, call: int, layer: nn.Module, output: Any) -> None:
         full = record_name(name, call)
-        if full in wanted:  # clone: an in-place ReLU runs right after this hook
+        if full not in wanted:
+            return
+        if name not in others:  # clone: an in-place ReLU runs right after this hook
             kept[full] = output[0].detach().float().cpu().clone()
+            return
+        view = read_feature_map(output, input_hw)  # a block: its output as maps
+        if isinstance(view, FeatureView):
+            kept[full] = view.batch[0].detach().float().cpu().clone()
+        else:
+            unreadable[full] = view
 
     with moved_to(module, device), \
             ConvHooks(module, keep, sorted(set(wanted.values()))) as hooks:
         hooks.run(batch.to(device))
+    for layer, why in unreadable.items():
+        raise ReportError(f"--select {layer}: {why}, so there are no maps to draw.")
     for layer in wanted:
         if layer not in kept:
             raise ReportError(f"--select: layer '{layer}' was not called that many times in "
@@ -319,8 +349,9 @@ def _panel(selection: Selection, maps: torch.Tensor, normalize: str, rectify: bo
                       float(stats.min), float(stats.max))
 
 
-def _shown(rectify: bool) -> str:
-    return "max(0, conv output)" if rectify else "conv output"
+def _shown(rectify: bool, convs_only: bool = True) -> str:
+    what = "conv output" if convs_only else "layer output"
+    return f"max(0, {what})" if rectify else what
 
 
 def _rc() -> dict[str, Any]:

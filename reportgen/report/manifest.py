@@ -31,7 +31,11 @@ from reportgen.report.model import (
 
 #: 2: "channel" normalisation became robust percentiles (1: min-max, now "minmax"); layers
 #: gained channels.channel_min, .flat, .shown_low, .shown_high.
-SCHEMA_VERSION = 2
+#: 3: layers may be other modules than convolutions (kind "other": conv, filters and the
+#: filter keys null, "layer" says what it is and how its output was read); layers[i].kind;
+#: model.kind (torchvision, timm, module, file, object); preprocessing.applied, .channels,
+#: .pad, .summary.
+SCHEMA_VERSION = 3
 GENERATOR = "reportgen"
 MANIFEST = "manifest.json"
 
@@ -63,7 +67,9 @@ def to_json(record: ReportRecord) -> dict[str, Any]:
         "command": record.command,
         "model": {"name": record.model.name, "class": record.model.class_name,
                   "parameters": record.model.parameters,
-                  "conv_layers": record.model.conv_layers},
+                  "conv_layers": record.model.conv_layers, "kind": record.model.kind,
+                  **({"file_sha256": record.model.source_sha256}
+                     if record.model.source_sha256 else {})},
         "weights": record.weights,
         "image": record.image,
         "preprocessing": record.preprocessing,
@@ -112,21 +118,23 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
         "module": layer.module_name,
         "call": layer.call,
         "page": layer.page,
+        "kind": "conv" if layer.is_conv else "other",
         "activation": activation.png,
-        "filters": filters.png,
+        "filters": filters.png if filters else None,
         "output_shape": [1, *shape],
-        "conv": spec,
+        "conv": spec if layer.is_conv else None,
+        **({} if layer.is_conv else {"layer": {**spec, "how": getattr(layer.spec, "how", "")}}),
         "stats": stats,
         "channels": per_channel,
         "ranking": layer.ranking,
         "grid": {**asdict(activation.layout), "width": activation.layout.width,
                  "height": activation.layout.height, "map_height": activation.map_size[0],
                  "map_width": activation.map_size[1], "shrunk": activation.shrunk},
-        "filter_view": filters.view,
-        "filter_grid": (None if filters.layout is None else
+        "filter_view": filters.view if filters else None,
+        "filter_grid": (None if filters is None or filters.layout is None else
                         {**asdict(filters.layout), "scale": filters.scale}),
-        "strongest_input": filters.strongest_input,
-        "weight_stats": filters.weight_stats,
+        "strongest_input": filters.strongest_input if filters else None,
+        "weight_stats": filters.weight_stats if filters else None,
     }
     if layer.dataset is not None:
         # the examples themselves (17,056 channels x k for MobileNetV2) are in their own file
@@ -237,7 +245,8 @@ def read(source: Path) -> SavedReport:
         return SavedReport(
             path=path, created=str(data.get("created", "")), command=data.get("command"),
             model=ModelInfo(model["name"], model.get("class", model["name"]),
-                            int(model.get("parameters", 0)), int(model.get("conv_layers", 0))),
+                            int(model.get("parameters", 0)), int(model.get("conv_layers", 0)),
+                            str(model.get("kind", "torchvision")), model.get("file_sha256")),
             weights=dict(data["weights"]), image=dict(data["image"]),
             preprocessing=Preprocessing.from_description(data["preprocessing"]),
             options=BuildOptions.from_recorded(data.get("options", {})),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from reportgen.forward.features import FeatureSpec
 from reportgen.forward.hooks import ConvSpec
 from reportgen.forward.stats import FLAT_FRACTION, ActivationStats, rank_channels
 from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
@@ -132,7 +133,7 @@ class Capture:
     module_name: str
     call: int
     slug: str  # file-name-safe, unique
-    spec: ConvSpec
+    spec: ConvSpec | FeatureSpec  # a FeatureSpec for a layer that is not a convolution
     stats: ActivationStats  # of the first image
     activation: ActivationPicture  # of the first image; the range is shared by all images
     images: list[ImageActivation]  # one per input image, the first one included
@@ -140,25 +141,25 @@ class Capture:
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """One conv call as the report shows it."""
+    """One conv call (or call of another layer chosen with --layers) as the report shows it."""
 
     index: int
     name: str
     module_name: str
     call: int
     slug: str
-    spec: ConvSpec
+    spec: ConvSpec | FeatureSpec
     stats: ActivationStats
     activation: ActivationPicture
     images: list[ImageActivation]  # one per input image (a single one for most reports)
-    filters: FilterPicture
+    filters: FilterPicture | None  # None: not a convolution, so no filters
     dataset: LayerDataset | None = None  # with --dataset
     feature_vis: FeatureVisRecord | None = None  # with --feature-vis
     attribution: AttributionRecord | None = None  # with --explain
 
     @classmethod
-    def of(cls, capture: Capture, filters: FilterPicture, dataset: LayerDataset | None = None,
-           feature_vis: FeatureVisRecord | None = None,
+    def of(cls, capture: Capture, filters: FilterPicture | None,
+           dataset: LayerDataset | None = None, feature_vis: FeatureVisRecord | None = None,
            attribution: AttributionRecord | None = None) -> LayerRecord:
         return cls(capture.index, capture.name, capture.module_name, capture.call, capture.slug,
                    capture.spec, capture.stats, capture.activation, capture.images, filters,
@@ -167,6 +168,10 @@ class LayerRecord:
     @property
     def page(self) -> str:
         return f"layer-{self.slug}.html"
+
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.spec, ConvSpec)
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -204,10 +209,12 @@ class InputRecord:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    name: str  # the torchvision name, or the class name of the caller's module
+    name: str  # the --model spec as recorded, or the class name of the caller's module
     class_name: str
     parameters: int
     conv_layers: int
+    kind: str = "torchvision"  # torchvision, timm, module, file or object (see modelspec)
+    source_sha256: str | None = None  # of the .py file a file:factory spec names
 
 
 @dataclass(frozen=True)
@@ -262,3 +269,17 @@ class ReportRecord:
     @property
     def in_memory_model(self) -> bool:
         return self.weights.get("name") == IN_MEMORY_WEIGHTS
+
+    @property
+    def all_conv(self) -> bool:
+        return all(layer.is_conv for layer in self.layers)
+
+
+def count_layers(layers: list[LayerRecord] | list[Capture]) -> str:
+    """"5 conv layers", "1 conv layer", "12 layers" or "13 layers (1 conv)", for messages."""
+    total = len(layers)
+    convs = sum(isinstance(layer.spec, ConvSpec) for layer in layers)
+    plural = "s" if total != 1 else ""
+    if convs == total:
+        return f"{total} conv layer{plural}"
+    return f"{total} layer{plural}" + (f" ({convs} conv)" if convs else "")

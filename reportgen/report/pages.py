@@ -80,17 +80,24 @@ def render(site: Path, template: str, output: str, **context: Any) -> None:
     (site / output).write_text(text, encoding="utf-8")
 
 
-def write_pages(site: Path, record: ReportRecord, input_size: int) -> None:
-    """The overview, one page per layer (with previous / next), statics and ``.nojekyll``."""
+def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, int]) -> None:
+    """The overview, one page per layer (with previous / next), statics and ``.nojekyll``.
+
+    ``input_size`` is the model input's side, or its (width, height) when it is not square.
+    """
     assets = {**copy_static(site), "icon.svg": copy_icon(site, IMAGE_DIR)}
     layers = record.layers
+    width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
-                  input_png=INPUT_PNG, input_size=input_size, toc=views.toc(layers))
+                  input_png=INPUT_PNG, input_size=width, input_width=width,
+                  input_height=height, toc=views.toc(layers))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, INPUT_PNG, record.inputs)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
-               scale=data["scale"], filter_scale=views.filter_display_scale(*layer.filters.size),
+               scale=data["scale"],
+               filter_scale=(views.filter_display_scale(*layer.filters.size)
+                             if layer.filters is not None else 1),
                previous=layers[position - 1] if position > 0 else None,
                next=layers[position + 1] if position + 1 < len(layers) else None, **common)
     (site / ".nojekyll").write_text("", encoding="utf-8")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reportgen.report.model import INPUT_PNG, LayerRecord, ReportRecord
+from reportgen.report.model import INPUT_PNG, LayerRecord, ReportRecord, count_layers
 
 THUMBNAILS = 4
 INPUT_SIDE = 128
@@ -37,7 +37,7 @@ def preview_html(record: ReportRecord, site_dir: Path) -> str:
         "</figure>"
         f"<table><caption>Top {len(record.predictions)}</caption>{rows}</table>"
         f'<div style="display:flex;gap:.5em">{thumbs}</div>'
-        f'<p style="flex-basis:100%">{len(record.layers)} conv layers of '
+        f'<p style="flex-basis:100%">{count_layers(record.layers)} of '
         f"<code>{html.escape(record.model.name)}</code>. "
         f'<a href="{html.escape(index.as_uri())}" target="_blank">Open the full report</a> '
         f"(<code>{html.escape(str(index))}</code>)</p></div>")

@@ -35,6 +35,9 @@ def reproduction(record: ReportRecord) -> Reproduction:
     equivalent, reason = equivalent_command(record)
     hashes = []
     weights, image = record.weights, record.image
+    if record.model.source_sha256:
+        hashes.append(("Model code", record.model.name.rpartition(":")[0],
+                       record.model.source_sha256))
     if weights.get("sha256"):
         hashes.append(("Weights", str(weights.get("file", weights.get("name"))),
                        weights["sha256"]))
@@ -57,13 +60,15 @@ def equivalent_command(record: ReportRecord) -> tuple[str | None, str | None]:
         return None, (f"the model was the caller's own {record.model.class_name} module, "
                       "which only exists in their Python code")
     images = [view.image for view in record.inputs]
+    if any(image.get("kind") == "tensor" for image in images):
+        return None, "the model's input was a tensor passed from Python (preprocess=False)"
     if any(image.get("kind") not in ("skimage", "file") for image in images):
         return None, "the image was passed from Python as an array or PIL image"
     words = ["reportgen", "build", "--model", record.model.name,
              "--weights", _weights_argument(record.weights)]
     for image in images:
         words += ["--image", str(image["source"])]
-    words += record.options.command_words(record.random_weights)
+    words += record.options.command_words("seed" in record.weights)
     return shlex.join(words), None
 
 
@@ -87,6 +92,10 @@ def python_call(record: ReportRecord) -> str:
         image_value = repr([str(view.image.get("source")) for view in record.inputs])
     elif image.get("kind") in ("skimage", "file"):
         image_value = repr(str(image.get("source")))
+    elif image.get("kind") == "tensor":
+        image_value = (f"my_tensor  # the {image.get('channels')}x{image.get('height')}x"
+                       f"{image.get('width')} {image.get('dtype')} tensor, SHA-256 "
+                       f"{str(image.get('sha256', ''))[:12]}...")
     else:
         image_value = (f"my_image  # the {image.get('width')}x{image.get('height')} picture, "
                        f"pixels SHA-256 {str(image.get('sha256', ''))[:12]}...")
@@ -94,6 +103,8 @@ def python_call(record: ReportRecord) -> str:
              f"    weights={weights_value},", f"    image={image_value},",
              "    site_dir='site',"]
     lines += [f"    {key}={value!r}," for key, value in record.options.recorded().items()]
+    if not record.options.preprocess:
+        lines.append("    preprocess=False,")
     lines.append(")")
     return "\n".join(lines)
 

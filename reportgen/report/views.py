@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reportgen.forward.hooks import ConvSpec
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import is_grey
 from reportgen.report.model import InputRecord, LayerRecord
@@ -149,7 +150,7 @@ def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
     layout = layer.activation.layout
     pictures = layer.filters
     filters: dict[str, Any] | None = None
-    if pictures.png:
+    if pictures is not None and pictures.png and isinstance(layer.spec, ConvSpec):
         filters = {"src": pictures.png, "width": pictures.size[0],
                    "height": pictures.size[1], "view": pictures.view,
                    "scale": pictures.scale, "strongest_input": pictures.strongest_input,
