@@ -33,7 +33,7 @@ from reportgen.dataset.state import (
 from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
 from reportgen.dataset.topk import MAX_IMAGES
 from reportgen.errors import ReportError
-from reportgen.forward.device import device_of
+from reportgen.forward.device import device_of, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.inputs.preprocess import Preprocessing
 
@@ -117,7 +117,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     order = list(range(len(files)) if indices is None else indices)
     if not order:
         raise ReportError("The dataset selection is empty; there are no images to run.")
-    torch_device = _device(device)
+    torch_device = parse_device(device)
     fingerprint = ""
     saved: SavedRun | None = None
     if state_file is not None:
@@ -197,13 +197,3 @@ def _progress_bar(total: int, done: int, enabled: bool | None) -> Any:
         enabled = sys.stderr.isatty()
     return tqdm(total=total, initial=done, unit="img", desc="dataset", file=sys.stderr,
                 disable=not enabled, dynamic_ncols=True, smoothing=0.1)
-
-
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        chosen = torch.device(device)
-    except RuntimeError:
-        raise ReportError(f"Unknown device '{device}'; use cpu or cuda.") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ReportError("--device cuda was asked for but no CUDA GPU is available; use cpu.")
-    return chosen

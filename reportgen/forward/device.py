@@ -13,7 +13,7 @@ from reportgen.errors import ReportError
 SHARE_CORE_UP_TO = 512 * 512
 
 
-def parse_device(device: str) -> torch.device:
+def parse_device(device: str | torch.device) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``; asking for a GPU that is not there is the user's error."""
     try:
         chosen = torch.device(device)
