@@ -18,7 +18,7 @@ import jinja2
 
 from reportgen.report import views
 from reportgen.report.formatting import format_number, format_pair
-from reportgen.report.model import IMAGE_DIR, INPUT_PNG, ReportRecord
+from reportgen.report.model import CHANNEL_ADDRESS, IMAGE_DIR, INPUT_PNG, ReportRecord
 from reportgen.report.reproduce import reproduction
 
 STATIC_DIR = "static"
@@ -47,6 +47,7 @@ def environment() -> jinja2.Environment:
     env.filters["pct"] = lambda value: f"{100.0 * value:.1f}%"
     env.filters["pair"] = format_pair
     env.globals["reproduce"] = reproduction  # the Reproduce section (templates/_reproduce.html)
+    env.globals["channel_address"] = CHANNEL_ADDRESS  # read by report.js and the single file
     return env
 
 

@@ -10,6 +10,8 @@
   "use strict";
 
   var layers = [];
+  // LAYER:INDEX, defined once in Python (reportgen.report.model.CHANNEL_ADDRESS)
+  var CHANNEL_ADDRESS = new RegExp(document.documentElement.getAttribute("data-channel-address"));
   var tip = null;
   var SORTS = ["index", "mean", "max"];
   var SORT_WORDS = { index: "index order", mean: "mean, most active first", max: "max, most active first",
@@ -592,7 +594,7 @@
     } catch (e) {
       return null;
     }
-    var match = /^(.+):(\d+)$/.exec(text);
+    var match = CHANNEL_ADDRESS.exec(text);
     return match ? { layer: match[1], index: parseInt(match[2], 10) } : null;
   }
 

@@ -30,6 +30,8 @@
   var pages = Array.prototype.slice.call(doc.querySelectorAll(".rg-pages > .rg-page"));
   if (!pages.length) return;
   var shown = null;
+  // LAYER:INDEX, defined once in Python (reportgen.report.model.CHANNEL_ADDRESS)
+  var address = new RegExp(doc.documentElement.getAttribute("data-channel-address"));
 
   function decode(text) {
     try { return decodeURIComponent(text); } catch (e) { return text; }
@@ -44,7 +46,7 @@
       if (!page) return null;  // the shell's own anchors (#main): no page change
       return { page: page, element: element === page ? null : element };
     }
-    var channel = /^(.+):([0-9]+)$/.exec(id);  // LAYER:INDEX, a channel of one layer
+    var channel = address.exec(id);  // LAYER:INDEX, a channel of one layer
     if (channel) {
       for (var k = 0; k < pages.length; k++) {
         if (pages[k].getAttribute("data-rg-layer") === channel[1]) return { page: pages[k] };
