@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -68,12 +69,18 @@ class ImageDataset(Dataset[Decoded]):
 
     def __getitem__(self, position: int) -> Decoded:
         index = self.indices[position]
-        try:
-            source = load_image(self.files.path(index))
-            tensor = self.preprocessing(source.rgb)[0]
-        except ReportError as error:
-            return Decoded(index, None, error.message)
-        return Decoded(index, tensor)
+        return decode_file(index, self.files.path(index), self.preprocessing)
+
+
+def decode_file(index: int, path: Path, preprocessing: Preprocessing) -> Decoded:
+    """One file as the model sees it, or why it cannot be used (every engine decodes here,
+    so a skipped file gets the same reason whichever engine ran)."""
+    try:
+        source = load_image(path)
+        tensor = preprocessing(source.rgb)[0]
+    except ReportError as error:
+        return Decoded(index, None, error.message)
+    return Decoded(index, tensor)
 
 
 def collate(items: list[Decoded]) -> tuple[list[Decoded], torch.Tensor | None]:
