@@ -215,8 +215,6 @@ def _run(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preproc
 
 def _quiet(ray: Any) -> None:
     """Our own progress bar and log line; Ray Data's would repeat them every few seconds."""
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
