@@ -53,7 +53,7 @@ from reportgen.dataset.mine import (
     _device,
     _progress_bar,
 )
-from reportgen.dataset.stats import priority
+from reportgen.dataset.stats import QuantileSample, priority
 from reportgen.errors import ReportError
 from reportgen.forward.device import device_of
 from reportgen.forward.hooks import ConvHooks
@@ -65,6 +65,9 @@ INSTALL_HINT = ("--engine ray needs Ray, which is not installed: pip install 're
 #: holding one CPU still leaves room for decoding.
 DECODE_CPUS = 0.5
 DEFAULT_OPTIONS = MineOptions()
+#: Sample rows are sent only for the files ranked below REACH x the sample size by priority.
+REACH = 2
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,13 +151,42 @@ def _run(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preproc
          options: MineOptions, chosen: list[str], order: list[int], batch_size: int,
          device: torch.device, settings: RaySettings, progress: bool | None,
          on_batch: Callable[[MineProgress], None] | None) -> MineResult:
+    """The pass, with sample rows sent only for images that can be in the final sample.
+
+    The sample is the ``sample_size`` decoded images of lowest (priority, index), and the
+    driver knows every file's priority: only images ranked below ``REACH`` times that among
+    all files can make it, unless more than the surplus of them fail to decode. Then (and only
+    then) the pass runs again with every row sent, so the result stays exact.
+    """
+    _quiet(ray)
+    rows: list[dict[str, Any]] = [{"index": index, "path": str(files.path(index)),
+             "priority": priority(files.paths[index])} for index in order]
+    ranked = sorted((row["priority"], row["index"]) for row in rows)
+    reach = REACH * options.sample_size
+    cutoff = ranked[reach - 1] if len(ranked) > reach else None
+    result = _pass(ray, model, files, preprocessing, options, chosen, rows, batch_size, device,
+                   settings, progress, on_batch, cutoff)
+    if cutoff is not None:
+        lost = sum(1 for item in result.skipped
+                   if (priority(item.path), item.index) <= cutoff)
+        if reach - lost < options.sample_size:
+            log.warning("%d of the %d files that could form the quantile sample did not "
+                        "decode; running the pass again to keep the sample exact.", lost, reach)
+            result = _pass(ray, model, files, preprocessing, options, chosen, rows, batch_size,
+                           device, settings, progress, on_batch, None)
+    return result
+
+
+def _pass(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
+          options: MineOptions, chosen: list[str], rows: list[dict[str, Any]], batch_size: int,
+          device: torch.device, settings: RaySettings, progress: bool | None,
+          on_batch: Callable[[MineProgress], None] | None,
+          cutoff: tuple[int, int] | None) -> MineResult:
     cuda = device.type == "cuda"
     actors = settings.actors or _default_actors(ray, cuda)
     if actors < 1:
         raise ReportError(f"The number of Ray actors must be at least 1, not {actors}.")
-    _quiet(ray)
-    rows = [{"index": index, "path": str(files.path(index)),
-             "priority": priority(files.paths[index])} for index in order]
+    order = [int(row["index"]) for row in rows]
     blocks = max(1, min(len(rows) // batch_size, 1000))
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     decoded = dataset.map_batches(_decode, fn_kwargs={"preprocessing": preprocessing},
@@ -167,7 +199,8 @@ def _run(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preproc
         model.to(original)
     setup = {"model": [model_ref], "layers": chosen, "k": options.k,
              "rectify": options.rectify, "sample_size": options.sample_size,
-             "device": str(device), "threads": max(1, int(settings.cpus_per_actor))}
+             "device": str(device), "threads": max(1, int(settings.cpus_per_actor)),
+             "cutoff": None if cutoff is None else list(cutoff)}
     mined = decoded.map_batches(_MineActor, fn_constructor_kwargs=setup, batch_size=batch_size,
                                 compute=ray.data.ActorPoolStrategy(size=actors),
                                 num_cpus=settings.cpus_per_actor, num_gpus=1 if cuda else 0,
@@ -195,7 +228,7 @@ def _run(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preproc
                     raise RuntimeError("the model ran different conv layers on two batches; a "
                                        "dataset run needs the same layers every time")
                 else:
-                    merged = merged.merge(state)
+                    merged = _merge(merged, state)
             bar.update(int(row["files"]))
             if on_batch is not None:
                 on_batch(MineProgress(done, len(order), done - len(skipped), len(skipped),
@@ -211,6 +244,31 @@ def _run(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preproc
     layers = {name: merged.part(name, module, start, stop, size)
               for name, module, start, stop, size in slots}
     return MineResult(files, options, preprocessing, layers, decoded_count, skipped)
+
+
+def _merge(merged: LayerState, batch: LayerState) -> LayerState:
+    """:meth:`LayerState.merge`, without rebuilding the sample when the batch adds no row
+    (most batches once the cutoff applies: the sample is ~1 MB x 100 per 26,560 channels)."""
+    if batch.sample.size:
+        return merged.merge(batch)
+    return LayerState(merged.name, merged.module, merged.channels, merged.map_size,
+                      merged.top.merge(batch.top), merged.stats.merge(batch.stats),
+                      merged.sample)
+
+
+def _within(sample: QuantileSample, cutoff: tuple[int, int]) -> QuantileSample:
+    """The sample's rows whose (priority, image) is at most ``cutoff``."""
+    size = sample.size
+    priorities, images = sample.priorities[:size], sample.images[:size]
+    keep = np.flatnonzero((priorities < cutoff[0]) | (
+        (priorities == cutoff[0]) & (images <= cutoff[1])))
+    kept = QuantileSample.empty(int(sample.scores.shape[1]), sample.capacity,
+                                sample.scores.device)
+    count = len(keep)
+    kept.priorities[:count], kept.images[:count] = priorities[keep], images[keep]
+    kept.scores[:count] = sample.scores[torch.from_numpy(keep).to(sample.scores.device)]
+    kept.size = count
+    return kept
 
 
 def _quiet(ray: Any) -> None:
@@ -247,12 +305,14 @@ class _MineActor:
     """Ray Data actor: one model, and per batch a fresh Miner whose state is returned."""
 
     def __init__(self, model: list[Any], layers: list[str], k: int, rectify: bool,
-                 sample_size: int, device: str, threads: int) -> None:
+                 sample_size: int, device: str, threads: int,
+                 cutoff: list[int] | None) -> None:
         ray = import_ray()
         torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.model: nn.Module = ray.get(model[0]).to(self.device).eval()
         self.layers, self.k, self.rectify, self.sample_size = layers, k, rectify, sample_size
+        self.cutoff = None if cutoff is None else (int(cutoff[0]), int(cutoff[1]))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         reasons = [str(reason) for reason in batch["reason"]]
@@ -267,6 +327,8 @@ class _MineActor:
                 miner.run_prioritised(self.model, Batch(indices, images, (), len(reasons)),
                                       np.ascontiguousarray(batch["priority"][ok], np.int64))
             assert miner.combined is not None
+            if self.cutoff is not None:
+                miner.combined.sample = _within(miner.combined.sample, self.cutoff)
             slots = [[name, slot.module, slot.start, slot.stop, *slot.map_size]
                      for name, slot in miner.slots.items()]
             stream = io.BytesIO()
