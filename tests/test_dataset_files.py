@@ -96,3 +96,8 @@ def test_junk_comes_back_skipped_with_reasons(dataset: Path, workers: int) -> No
     assert indices == [i for i, path in enumerate(files.paths) if path not in skipped]
     assert sum(batch.count for batch in found) == len(files)
     assert all(batch.images.shape[1:] == (3, 32, 32) for batch in found)
+
+
+def test_a_dataset_url_is_refused_in_one_line() -> None:
+    with pytest.raises(ReportError, match="mount the bucket"):
+        list_dataset("s3://bucket/imagenet/train")

@@ -64,6 +64,9 @@ def list_dataset(source: Path | str, limit: int | None = None) -> DatasetFiles:
     """
     if limit is not None and limit < 1:
         raise ReportError(f"--limit must be a positive number of images, not {limit}.")
+    if "://" in str(source):
+        raise ReportError(f"Dataset URLs such as '{source}' are not read directly yet; mount "
+                          "the bucket (mountpoint-s3, gcsfuse) and pass its folder.")
     source = Path(source)
     shown = str(source)
     if source.is_dir():
