@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reportgen.dataset.remote import load_location
 from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
@@ -168,7 +169,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                                   target, loaded.weights.get("sha256"), show_progress)
         clock.lap("dataset")
         if not sources:
-            sources = [load_image(dataset.first_image())]
+            sources = [load_location(dataset.first_image())]
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
     batch = torch.cat([preprocessing(source.rgb) for source in sources])

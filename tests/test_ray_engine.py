@@ -118,6 +118,16 @@ def test_corrupt_files_are_skipped_with_the_local_engines_reasons(
     assert {s.path for s in distributed.skipped} == set(JUNK)
 
 
+def test_a_url_dataset_gives_the_folders_result(local: MineResult, files: DatasetFiles) -> None:
+    """file:// is read through pyarrow like s3:// or gs:// (which need a network)."""
+    remote = list_dataset(files.root.as_uri())
+    result = mine_ray(net(), remote, PRE, OPTIONS, batch_size=8, settings=SETTINGS,
+                      progress=False)
+    assert_same(local, result)
+    assert [(s.path, s.reason) for s in result.skipped] == [
+        (s.path, s.reason) for s in local.skipped]
+
+
 class DiesOnce(nn.Module):
     """The test net, whose actor process kills itself (SIGKILL) on its second batch, once."""
 

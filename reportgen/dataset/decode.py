@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reportgen.dataset.files import DatasetFiles
+from reportgen.dataset.remote import load_location
 from reportgen.errors import ReportError
-from reportgen.inputs.images import load_image
 from reportgen.inputs.preprocess import Preprocessing
 
 
@@ -69,14 +68,14 @@ class ImageDataset(Dataset[Decoded]):
 
     def __getitem__(self, position: int) -> Decoded:
         index = self.indices[position]
-        return decode_file(index, self.files.path(index), self.preprocessing)
+        return decode_file(index, self.files.location(index), self.preprocessing)
 
 
-def decode_file(index: int, path: Path, preprocessing: Preprocessing) -> Decoded:
-    """One file as the model sees it, or why it cannot be used (every engine decodes here,
-    so a skipped file gets the same reason whichever engine ran)."""
+def decode_file(index: int, location: str, preprocessing: Preprocessing) -> Decoded:
+    """One file (a local path or a URL) as the model sees it, or why it cannot be used (every
+    engine decodes here, so a skipped file gets the same reason whichever engine ran)."""
     try:
-        source = load_image(path)
+        source = load_location(location)
         tensor = preprocessing(source.rgb)[0]
     except ReportError as error:
         return Decoded(index, None, error.message)

@@ -33,7 +33,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,7 +158,7 @@ def _run(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Preproc
     then) the pass runs again with every row sent, so the result stays exact.
     """
     _quiet(ray)
-    rows: list[dict[str, Any]] = [{"index": index, "path": str(files.path(index)),
+    rows: list[dict[str, Any]] = [{"index": index, "path": files.location(index),
              "priority": priority(files.paths[index])} for index in order]
     ranked = sorted((row["priority"], row["index"]) for row in rows)
     reach = REACH * options.sample_size
@@ -293,7 +292,7 @@ def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> dict[
     images = np.zeros((len(batch["index"]), 3, size, size), dtype=np.float32)
     reasons = []
     for row, (index, path) in enumerate(zip(batch["index"], batch["path"], strict=True)):
-        item = decode_file(int(index), Path(str(path)), preprocessing)
+        item = decode_file(int(index), str(path), preprocessing)
         if item.tensor is not None:
             images[row] = item.tensor.numpy()
         reasons.append(item.reason)

@@ -52,11 +52,12 @@ class DatasetRun:
             top_k=options.top_k, sample_size=self.result.options.sample_size,
             resumed_from=self.result.resumed_from)
 
-    def first_image(self) -> Path:
-        """The first file that decoded: the report's image when none was given."""
+    def first_image(self) -> str:
+        """Where the first file that decoded is (a path or a URL): the report's image when
+        none was given."""
         skipped = {item.index for item in self.result.skipped}
         first = next(index for index in range(len(self.files)) if index not in skipped)
-        return self.files.path(first)
+        return self.files.location(first)
 
     def peaks(self) -> dict[str, torch.Tensor]:
         """Per layer, each channel's p99 peak over the dataset: --normalize dataset's white."""
@@ -85,7 +86,9 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
         with torch.random.fork_rng(devices=[]), threads_beside_workers(options.workers):
             result = mine(module, files, preprocessing, mine_options,
                           batch_size=options.batch_size, workers=options.workers,
-                          device=options.device, state_file=state_path(site_dir),
+                          device=options.device,
+                          # No resume for a URL: its files cannot be stat()ed cheaply.
+                          state_file=None if files.remote else state_path(site_dir),
                           resume=options.resume, model_id=model_id, progress=progress)
     mined = time.perf_counter()
     fields = receptive_fields(module, layers)
