@@ -276,7 +276,7 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
 
 def _base_name(name: str | None, text: str) -> str:
     """Paths are recorded by base name only: no user's folder layout is published."""
-    if name in ("images", "weights", "site_dir") and ("/" in text or "\\" in text):
+    if name in ("images", "weights", "site_dir", "dataset") and ("/" in text or "\\" in text):
         return PurePath(text).name
     return text
 

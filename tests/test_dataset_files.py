@@ -108,3 +108,10 @@ def test_a_url_lists_like_its_folder(tmp_path: Path) -> None:
     assert list_dataset(root.as_uri(), limit=3).paths == folder.paths[:3]
     with pytest.raises(ReportError, match="does not exist"):
         list_dataset((tmp_path / "missing").as_uri())
+
+
+@pytest.mark.parametrize("given", ["/home/me/photos/data", "s3://my-bucket/team/data/"])
+def test_the_recorded_command_keeps_only_the_datasets_base_name(given: str) -> None:
+    from reportgen.cli import _base_name
+
+    assert _base_name("dataset", given) == "data"
