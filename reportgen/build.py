@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reportgen.dataset.remote import load_location
 from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
 from reportgen.explain.report import attributions, feature_visualisations
@@ -25,7 +26,6 @@ from reportgen.forward.device import core_left_for_png, laid_out, moved_to, pars
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
 from reportgen.forward.selection import choose_layers
-from reportgen.inputs.images import load_image
 from reportgen.inputs.inputsize import explain_failure
 from reportgen.inputs.modelinput import input_preprocessing, model_batch, read_input
 from reportgen.inputs.models import (
@@ -188,7 +188,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                                   target, loaded.weights.get("sha256"), show_progress)
         clock.lap("dataset")
         if not givens:
-            givens = [load_image(dataset.first_image())]
+            givens = [load_location(dataset.first_image())]
     # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
     # too-small input is explained by _forward's handler (same search) when it really fails.
     batch, input_notes = model_batch(givens, preprocessing, loaded.module)

@@ -23,6 +23,7 @@ from reportgen.options import (
     DEFAULT_MODEL,
     DEFAULT_SITE_DIR,
     DEFAULT_WEIGHTS,
+    ENGINES,
     LAYER_TABLE_SIZE,
     MIN_TILE_CAP,
     NORMALIZATIONS,
@@ -109,6 +110,16 @@ def cli() -> None:
               help="Dataset images per forward pass.")
 @click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True,
               help="Processes decoding dataset images (0: none, decode in this process).")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULTS.engine,
+              show_default=True,
+              help="Where the dataset pass runs: here, or on Ray (pip install "
+                   "'reportgen[ray]'); both give the same result.")
+@click.option("--ray-address", default=DEFAULTS.ray_address,
+              help="With --engine ray: 'auto' or a cluster address to join (default: start Ray "
+                   "on this machine).")
+@click.option("--ray-actors", type=int, default=DEFAULTS.ray_actors,
+              help="With --engine ray: models running at once (default: one per GPU with "
+                   "--device cuda, else one per 2 CPUs).")
 @click.option("--no-resume", "resume", flag_value=False, default=DEFAULTS.resume,
               help="Start the dataset pass over instead of continuing an interrupted one.")
 @click.option("--feature-vis", default=DEFAULTS.feature_vis, metavar="SPEC",
@@ -322,7 +333,7 @@ def command_line(context: click.Context, options: dict[str, Any]) -> str:
 
 def _base_name(name: str | None, text: str) -> str:
     """Paths are recorded by base name only: no user's folder layout is published."""
-    if name in ("images", "weights", "site_dir", "categories_file") and (
+    if name in ("images", "weights", "site_dir", "categories_file", "dataset") and (
             "/" in text or "\\" in text):
         return PurePath(text).name
     if name == "model":  # a model file outside the current folder: by its base name

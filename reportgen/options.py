@@ -37,6 +37,9 @@ DEFAULT_TOP_K = 9
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_VIS_STEPS = 512
 DEFAULT_FEATURE_VIS_SIZE = 128
+#: Where the dataset pass runs: this process and its DataLoader workers, or a Ray cluster
+#: (reportgen.dataset.ray_engine). Not recorded: both give the same result.
+ENGINES = ("local", "ray")
 #: Options that only mean something with another one (--dataset, --feature-vis).
 DATASET_ONLY = ("top_k", "limit")
 FEATURE_VIS_ONLY = ("feature_vis_steps", "feature_vis_size")
@@ -90,6 +93,10 @@ class BuildOptions:
     #: a label or an index), all selected layers in one forward and one backward pass.
     explain: str | None = _recorded(None, "--explain")
     device: str = "cpu"
+    engine: str = "local"  # "ray": the dataset pass on Ray (pip install 'reportgen[ray]')
+    #: With engine "ray": None starts Ray on this machine, "auto" or an address joins a cluster.
+    ray_address: str | None = None
+    ray_actors: int | None = None  # models running at once (default: one per GPU / 2 CPUs)
     self_contained: bool = False  # also write report.html, the whole report in one file
     categories: tuple[str, ...] | None = None  # class names for the model's outputs
     #: Keyword arguments for a ``--model`` factory (or torchvision/timm builder), as canonical
@@ -139,6 +146,13 @@ class BuildOptions:
                               "at least 16 pixels.")
         if self.batch_size < 1 or self.workers < 0:
             raise ReportError("--batch-size must be at least 1 and --workers at least 0.")
+        if self.engine not in ENGINES:
+            raise ReportError(f"Unknown engine '{self.engine}'; use {choices(ENGINES)}.")
+        if self.engine != "ray" and (self.ray_address is not None
+                                     or self.ray_actors is not None):
+            raise ReportError("--ray-address and --ray-actors need --engine ray.")
+        if self.ray_actors is not None and self.ray_actors < 1:
+            raise ReportError(f"--ray-actors must be at least 1, not {self.ray_actors}.")
         if self.categories is not None:  # a list from the keyword API: keep it hashable
             object.__setattr__(self, "categories", tuple(self.categories))
         from reportgen.inputs.modelspec import normalize_model_args  # no torch in there

@@ -96,3 +96,22 @@ def test_junk_comes_back_skipped_with_reasons(dataset: Path, workers: int) -> No
     assert indices == [i for i, path in enumerate(files.paths) if path not in skipped]
     assert sum(batch.count for batch in found) == len(files)
     assert all(batch.images.shape[1:] == (3, 32, 32) for batch in found)
+
+
+def test_a_url_lists_like_its_folder(tmp_path: Path) -> None:
+    """file:// goes through the same pyarrow code as s3:// and gs:// (no network here)."""
+    pytest.importorskip("pyarrow", reason="URL datasets need pyarrow (the ray extra)")
+    root = make_dataset(tmp_path / "data")
+    folder, url = list_dataset(root), list_dataset(root.as_uri() + "/")
+    assert url.paths == folder.paths and url.kind == "url" and url.root.name == "data"
+    assert url.location(0) == f"{root.as_uri()}/{folder.paths[0]}"
+    assert list_dataset(root.as_uri(), limit=3).paths == folder.paths[:3]
+    with pytest.raises(ReportError, match="does not exist"):
+        list_dataset((tmp_path / "missing").as_uri())
+
+
+@pytest.mark.parametrize("given", ["/home/me/photos/data", "s3://my-bucket/team/data/"])
+def test_the_recorded_command_keeps_only_the_datasets_base_name(given: str) -> None:
+    from reportgen.cli import _base_name
+
+    assert _base_name("dataset", given) == "data"

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reportgen.dataset.files import DatasetFiles
+from reportgen.dataset.remote import load_location
 from reportgen.errors import ReportError
-from reportgen.inputs.images import load_image
 from reportgen.inputs.preprocess import Preprocessing
 
 
@@ -68,12 +68,18 @@ class ImageDataset(Dataset[Decoded]):
 
     def __getitem__(self, position: int) -> Decoded:
         index = self.indices[position]
-        try:
-            source = load_image(self.files.path(index))
-            tensor = self.preprocessing(source.rgb)[0]
-        except ReportError as error:
-            return Decoded(index, None, error.message)
-        return Decoded(index, tensor)
+        return decode_file(index, self.files.location(index), self.preprocessing)
+
+
+def decode_file(index: int, location: str, preprocessing: Preprocessing) -> Decoded:
+    """One file (a local path or a URL) as the model sees it, or why it cannot be used (every
+    engine decodes here, so a skipped file gets the same reason whichever engine ran)."""
+    try:
+        source = load_location(location)
+        tensor = preprocessing(source.rgb)[0]
+    except ReportError as error:
+        return Decoded(index, None, error.message)
+    return Decoded(index, tensor)
 
 
 def collate(items: list[Decoded]) -> tuple[list[Decoded], torch.Tensor | None]:

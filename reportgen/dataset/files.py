@@ -11,7 +11,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from reportgen.dataset.remote import is_url, list_url
 from reportgen.errors import ReportError
 
 LIST_COMMENT = "#"
@@ -28,14 +30,26 @@ class DatasetFiles:
     source: Path
     root: Path
     paths: tuple[str, ...]
-    kind: str  # "folder" or "list"
+    kind: str  # "folder", "list" or "url"
     total: int
+    url: str | None = None  # a "url" dataset's location: where the relative paths are
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def path(self, index: int) -> Path:
+        """A local dataset's file (a URL dataset has only :meth:`location`)."""
         return self.root / self.paths[index]
+
+    def location(self, index: int) -> str:
+        """Where image ``index`` is read from: a local path, or a URL."""
+        if self.url is not None:
+            return f"{self.url}/{self.paths[index]}"
+        return str(self.root / self.paths[index])
 
     def fingerprint(self) -> str:
         """Changes when a file is added, removed, renamed or rewritten (size or mtime).
@@ -55,7 +69,7 @@ class DatasetFiles:
 
 
 def list_dataset(source: Path | str, limit: int | None = None) -> DatasetFiles:
-    """Every file under a folder (recursively), or the paths listed in a text file.
+    """Every file under a folder or a URL (recursively), or the paths listed in a text file.
 
     A list file has one image path per line, relative to the list file's folder; blank lines
     and lines starting with '#' are ignored. ``limit`` keeps the first N files of the sorted
@@ -64,6 +78,15 @@ def list_dataset(source: Path | str, limit: int | None = None) -> DatasetFiles:
     """
     if limit is not None and limit < 1:
         raise ReportError(f"--limit must be a positive number of images, not {limit}.")
+    if isinstance(source, str) and is_url(source):
+        url = source.rstrip("/")
+        paths = list_url(url)
+        if not paths:
+            raise ReportError(f"Dataset '{url}' has no files (hidden files are ignored).")
+        where = Path(urlsplit(url).netloc + urlsplit(url).path)
+        total = len(paths)
+        return DatasetFiles(where, where, tuple(paths if limit is None else paths[:limit]),
+                            "url", total, url)
     source = Path(source)
     shown = str(source)
     if source.is_dir():

@@ -84,6 +84,12 @@ class Miner:
 
     def run(self, model: nn.Module, batch: Batch, files: DatasetFiles) -> None:
         """One forward pass over the batch's decoded images, then one merge for all layers."""
+        self.run_prioritised(model, batch, np.array(
+            [priority(files.paths[i]) for i in batch.indices.tolist()], dtype=np.int64))
+
+    def run_prioritised(self, model: nn.Module, batch: Batch, priorities: np.ndarray) -> None:
+        """:meth:`run` with the images' sampling priorities given (a distributed worker
+        computes them where the paths are, and need not hold the whole file list)."""
         if not batch.images.shape[0]:
             return
         self._calls, self._seen = {}, []
@@ -92,8 +98,7 @@ class Miner:
             self._threshold = self.combined.top.keys[:, -1]
         with torch.no_grad():
             model(laid_out(batch.images.to(self.device), model))
-        self._merge(np.array([priority(files.paths[i]) for i in batch.indices.tolist()],
-                             dtype=np.int64))
+        self._merge(priorities)
 
     def __call__(self, name: str, call: int, module: nn.Module, output: torch.Tensor) -> None:
         # ConvHooks counts calls over the whole run; a module's n-th call *in this batch*

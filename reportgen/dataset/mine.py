@@ -89,6 +89,7 @@ class MineResult:
     skipped: list[Skipped]
     resumed_from: int = 0  # files already done by a saved state when this run started
     seconds: float = 0.0
+    startup_seconds: float = 0.0  # starting or joining a cluster (Ray), not in ``seconds``
 
     def examples(self, layer: str, channel: int) -> list[DatasetExample]:
         return [DatasetExample(self.files.paths[example.image], example)

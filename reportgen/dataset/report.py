@@ -52,11 +52,12 @@ class DatasetRun:
             top_k=options.top_k, sample_size=self.result.options.sample_size,
             resumed_from=self.result.resumed_from)
 
-    def first_image(self) -> Path:
-        """The first file that decoded: the report's image when none was given."""
+    def first_image(self) -> str:
+        """Where the first file that decoded is (a path or a URL): the report's image when
+        none was given."""
         skipped = {item.index for item in self.result.skipped}
         first = next(index for index in range(len(self.files)) if index not in skipped)
-        return self.files.path(first)
+        return self.files.location(first)
 
     def peaks(self) -> dict[str, torch.Tensor]:
         """Per layer, each channel's p99 peak over the dataset: --normalize dataset's white."""
@@ -73,18 +74,29 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
                     preprocessing: Preprocessing, options: BuildOptions, site_dir: Path,
                     model_id: str | None, progress: bool) -> DatasetRun:
     """One pass over the dataset's ``files`` with hooks on ``layers`` (conv module paths)."""
-    started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), threads_beside_workers(options.workers):
-        result = mine(module, files, preprocessing,
-                      MineOptions(layers=tuple(layers), k=options.top_k, rectify=options.rectify),
-                      batch_size=options.batch_size, workers=options.workers,
-                      device=options.device, state_file=state_path(site_dir),
-                      resume=options.resume, model_id=model_id, progress=progress)
+    mine_options = MineOptions(layers=tuple(layers), k=options.top_k, rectify=options.rectify)
+    if options.engine == "ray":
+        from reportgen.dataset.ray_engine import RaySettings, mine_ray
+
+        result = mine_ray(module, files, preprocessing, mine_options,
+                          batch_size=options.batch_size, device=options.device,
+                          settings=RaySettings(options.ray_address, options.ray_actors),
+                          progress=progress)
+    else:
+        with torch.random.fork_rng(devices=[]), threads_beside_workers(options.workers):
+            result = mine(module, files, preprocessing, mine_options,
+                          batch_size=options.batch_size, workers=options.workers,
+                          device=options.device,
+                          # No resume for a URL: its files cannot be stat()ed cheaply.
+                          state_file=None if files.remote else state_path(site_dir),
+                          resume=options.resume, model_id=model_id, progress=progress)
     mined = time.perf_counter()
     fields = receptive_fields(module, layers)
-    log.info("Dataset: %d images in %.1f s (%.1f images/s); receptive fields %.1f s",
-             result.decoded, mined - started, result.decoded / max(mined - started, 1e-9),
-             time.perf_counter() - mined)
+    startup = (f", after {result.startup_seconds:.1f} s starting Ray"
+               if options.engine == "ray" else "")
+    log.info("Dataset (%s engine): %d images in %.1f s (%.1f images/s%s); receptive fields "
+             "%.1f s", options.engine, result.decoded, result.seconds,
+             result.decoded / max(result.seconds, 1e-9), startup, time.perf_counter() - mined)
     return DatasetRun(files, result, fields)
 
 

@@ -112,7 +112,11 @@ def _load_file(path: Path) -> SourceImage:
         raise ReportError(f"Image '{shown}' is a folder; pass one image file.")
     if not path.is_file():  # a device or a pipe: reading it might never end
         raise ReportError(f"Image '{shown}' is not a regular file; pass an image file.")
-    data = _read_bytes(path)
+    return load_image_bytes(_read_bytes(path), shown)
+
+
+def load_image_bytes(data: bytes, shown: str) -> SourceImage:
+    """An image file's bytes (read from anywhere) to RGB, with ``shown`` naming it in errors."""
     if not data:
         raise ReportError(f"Image '{shown}' is an empty file.")
     try:
