@@ -254,12 +254,7 @@ def cut_crop(picture: np.ndarray, field: ReceptiveField, y: int, x: int, crop_si
         picture[inside.top:inside.bottom, inside.left:inside.right]
     resample = Image.Resampling.BOX if side >= crop_size else Image.Resampling.NEAREST
     crop = np.asarray(Image.fromarray(canvas).resize((crop_size, crop_size), resample)).copy()
-    scale = crop_size / side
-    cell = field.cell(y, x)
-    _outline(crop, int(np.floor((cell.top - window.top) * scale)) - 1,
-             int(np.floor((cell.left - window.left) * scale)) - 1,
-             int(np.ceil((cell.bottom - window.top) * scale)),
-             int(np.ceil((cell.right - window.left) * scale)))
+    _frame_cell(crop, field, window, y, x, crop_size / side)
     return crop
 
 
@@ -293,12 +288,18 @@ def cut_crops(picture: np.ndarray, field: ReceptiveField, positions: list[tuple[
         left = min(round((window.left + side) * scale), size[0] - crop_size)
         crop = out[number]
         crop[:] = resized[top:top + crop_size, left:left + crop_size]
-        cell = field.cell(y, x)
-        _outline(crop, int(np.floor((cell.top - window.top) * scale)) - 1,
-                 int(np.floor((cell.left - window.left) * scale)) - 1,
-                 int(np.ceil((cell.bottom - window.top) * scale)),
-                 int(np.ceil((cell.right - window.left) * scale)))
+        _frame_cell(crop, field, window, y, x, scale)
     return out
+
+
+def _frame_cell(crop: np.ndarray, field: ReceptiveField, window: Box, y: int, x: int,
+                scale: float) -> None:
+    """Frame the peak's own cell (its stride-sized patch) just outside it, in crop pixels."""
+    cell = field.cell(y, x)
+    _outline(crop, int(np.floor((cell.top - window.top) * scale)) - 1,
+             int(np.floor((cell.left - window.left) * scale)) - 1,
+             int(np.ceil((cell.bottom - window.top) * scale)),
+             int(np.ceil((cell.right - window.left) * scale)))
 
 
 def _outline(crop: np.ndarray, top: int, left: int, bottom: int, right: int) -> None:
