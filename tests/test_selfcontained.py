@@ -297,6 +297,8 @@ def test_opens_offline_without_any_request_and_navigates(browser, tiny_report):
             # back to the overview, at this layer's row, by the page's own link
             visit.page.click('.rg-page:not([hidden]) a[href^="#"]:text("All layers")')
             visit.page.wait_for_function("!location.hash.startsWith('#rg-page-')")
+            # the page switch runs on the queued hashchange event, after the address changed
+            visit.page.wait_for_function("!document.getElementById('rg-page-index').hidden")
             assert visit.shown_pages() == ["rg-page-index"]
             # a channel address shows that layer's page
             visit.page.evaluate(f"location.hash = {json.dumps('#' + layer.name + ':1')}")
