@@ -140,3 +140,41 @@ def test_figure_fills_the_width_with_few_panels(tmp_path, gradient_image):
     ink = np.where((picture < 250).any(axis=0))[0]
     # two panels and their colour bar reach across the page, not a quarter of it
     assert ink.max() - ink.min() > 0.9 * picture.shape[1]
+
+
+class SparseConv(nn.Conv2d):
+    """Zero almost everywhere, a few values on the border and in the middle: the 1st and
+    99th percentiles of its interior are both 0, and the layer's other channel is large
+    enough that it is not flat."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        sparse = torch.zeros(h, w)
+        sparse[0, :] = 0.5
+        sparse[h // 2, w // 2] = -0.5
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        wide = (rows + cols).float()  # range about 90: sparse's 1.0 is 1 % of it, not flat
+        return torch.stack([sparse, wide]).unsqueeze(0).expand(n, -1, -1, -1).contiguous()
+
+
+class SparseNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sparse = SparseConv()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sparse(x).mean(dim=(2, 3))
+
+
+def test_a_map_that_is_one_value_inside_keeps_its_few_other_pixels(tmp_path, gradient_image):
+    report = build_report(SparseNet(), None, gradient_image, tmp_path / "site", size=SIZE)
+    layer = report.manifest["layers"][0]
+    assert layer["channels"]["flat"][0] is False
+    sparse = tiles(report.site_dir, layer)[0]
+    # the exact range is used: the zeros are mid-grey, the border white, the centre black
+    assert sparse[0].min() == 255 and sparse[SIZE // 2, SIZE // 2] == 0
+    assert 120 <= sparse[SIZE // 3, SIZE // 3] <= 135
+    assert layer["channels"]["shown_low"][0] == -0.5 and layer["channels"]["shown_high"][0] == 0.5
