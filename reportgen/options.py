@@ -151,6 +151,9 @@ class BuildOptions:
         if self.engine != "ray" and (self.ray_address is not None
                                      or self.ray_actors is not None):
             raise ReportError("--ray-address and --ray-actors need --engine ray.")
+        if self.engine != "local" and self.dataset is None:
+            raise ReportError(f"--engine {self.engine} runs the dataset pass; it needs "
+                              "--dataset DIR.")
         if self.ray_actors is not None and self.ray_actors < 1:
             raise ReportError(f"--ray-actors must be at least 1, not {self.ray_actors}.")
         if self.categories is not None:  # a list from the keyword API: keep it hashable

@@ -228,5 +228,7 @@ def test_ray_options_are_checked() -> None:
     with pytest.raises(ReportError, match="need --engine ray"):
         BuildOptions(ray_address="auto")
     with pytest.raises(ReportError, match="at least 1"):
-        BuildOptions(engine="ray", ray_actors=0)
-    assert "engine" not in BuildOptions(engine="ray").recorded()
+        BuildOptions(engine="ray", ray_actors=0, dataset="photos")
+    with pytest.raises(ReportError, match="needs --dataset"):
+        BuildOptions(engine="ray")  # nothing for Ray to do: refused, not ignored
+    assert "engine" not in BuildOptions(engine="ray", dataset="photos").recorded()
