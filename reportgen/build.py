@@ -226,7 +226,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                          if chosen_options.explain and conv_captures else {})
             clock.lap("attribution")
             visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
-                                                 chosen_options, loaded.weights, site, say)
+                                                 chosen_options, loaded.weights, site, say,
+                                                 show_progress)
                           if chosen_options.feature_vis and conv_captures
                           and isinstance(preprocessing, Preprocessing) else {})
             clock.lap("feature vis")

@@ -98,3 +98,30 @@ def test_channel_view_shows_the_visualisation_and_contribution(browser, explaine
     assert int(first) == layer["ranking"]["contribution"][0]
     assert errors == []
     page.close()
+
+
+def test_ctrl_c_in_feature_visualisation_resumes_from_the_finished_batches(tmp_path, monkeypatch,
+                                                                          tiny_net,
+                                                                          gradient_image):
+    real = reportgen.explain.cache.visualise_with
+    asked: list[list[int]] = []
+
+    def interrupted_second_time(*args, **kwargs):
+        asked.append(list(args[2]))
+        if len(asked) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    options = dict(size=32, feature_vis="body.1:0-5", feature_vis_steps=2, feature_vis_size=16)
+    monkeypatch.setattr(reportgen.explain.cache, "visualise_with", interrupted_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        build_report(tiny_net, None, gradient_image, tmp_path / "site", **options)
+    assert asked == [[0, 1, 2, 3], [4, 5]] and not (tmp_path / "site").exists()
+    asked.clear()
+    monkeypatch.setattr(reportgen.explain.cache, "visualise_with",
+                        lambda *args, **kwargs: asked.append(list(args[2])) or real(*args,
+                                                                                     **kwargs))
+    report = build_report(tiny_net, None, gradient_image, tmp_path / "site", **options)
+    assert asked == [[4, 5]]  # the first batch came from the cache
+    assert sorted(report.manifest["layers"][1]["feature_vis"]["channels"], key=int) == [
+        "0", "1", "2", "3", "4", "5"]

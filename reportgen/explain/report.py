@@ -20,9 +20,11 @@ from reportgen.errors import ReportError
 from reportgen.explain.attribution import attribute, save_cam_png
 from reportgen.explain.cache import visualise_cached
 from reportgen.explain.channels import parse_channel_specs
+from reportgen.explain.featurevis import DEFAULT_BATCH_SIZE
 from reportgen.explain.sprites import write_sprites
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
+from reportgen.progress import stage
 from reportgen.report.model import IMAGE_DIR, AttributionRecord, Capture, FeatureVisRecord
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ FEATURE_VIS_DIR = f"{IMAGE_DIR}/featurevis"
 def feature_visualisations(module: nn.Module, captures: list[Capture],
                            preprocessing: Preprocessing, options: BuildOptions,
                            weights: dict[str, object], site: Path,
-                           say: Callable[[str], None]) -> dict[str, FeatureVisRecord]:
+                           say: Callable[[str], None],
+                           show_progress: bool = False) -> dict[str, FeatureVisRecord]:
     """Per layer named by ``--feature-vis``, its visualisations as sprite-sheet crops."""
     assert options.feature_vis is not None
     firsts = [capture for capture in captures if capture.call == 1]  # one per module
@@ -46,11 +49,19 @@ def feature_visualisations(module: nn.Module, captures: list[Capture],
     for layer, channels in chosen.items():
         say(f"Feature visualisation of {len(channels)} channels of {layer} "
             f"({options.feature_vis_steps} steps) ...")
-        made = visualise_cached(module, layer, channels, preprocessing=preprocessing,
-                                weights=weights, use_cache=options.cache,
-                                steps=options.feature_vis_steps, size=options.feature_vis_size,
-                                seed=options.seed, rectify=options.rectify,
-                                device=options.device, progress=log.debug)
+        made = []
+        with stage(f"Feature vis {layer}", len(channels), "channel", show_progress) as ticker:
+            # One batch at a time, each cached as soon as it is done: Ctrl-C loses at most
+            # the batch in flight, and the rerun continues from the cache (every channel has
+            # its own seeded generator, so batching does not change a picture).
+            for start in range(0, len(channels), DEFAULT_BATCH_SIZE):
+                chunk = channels[start:start + DEFAULT_BATCH_SIZE]
+                made += visualise_cached(
+                    module, layer, chunk, preprocessing=preprocessing, weights=weights,
+                    use_cache=options.cache, steps=options.feature_vis_steps,
+                    size=options.feature_vis_size, seed=options.seed, rectify=options.rectify,
+                    device=options.device, progress=log.debug)
+                ticker.update(len(chunk))
         crops = write_sprites(made, site / FEATURE_VIS_DIR, slugs[layer],
                               src_prefix=f"{FEATURE_VIS_DIR}/")
         sheets = {item["crop"]["src"] for item in crops.values()}
