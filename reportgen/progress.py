@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 #: Seconds before a bar is drawn: a build that finishes sooner prints nothing.
 DELAY = 2.0
@@ -30,9 +30,17 @@ def stage(description: str, total: int | None, unit: str, enabled: bool) -> Iter
     if not enabled:
         yield _Silent()
         return
+    with bar(description, total, unit, None, delay=DELAY, leave=False) as shown:
+        yield shown
+
+
+def bar(description: str, total: int | None, unit: str, enabled: bool | None, *,
+        initial: int = 0, delay: float = 0.0, leave: bool = True) -> Any:
+    """A tqdm bar on stderr (the caller updates and closes it). ``enabled=None``: only when
+    stderr is a terminal, so logs and CI get no bar; ``initial`` is work already done (a
+    resumed run)."""
     from tqdm import tqdm
 
-    # disable=None: tqdm turns itself off when stderr is not a terminal (a log, CI).
-    with tqdm(total=total, desc=description, unit=unit, delay=DELAY, leave=False,
-              file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
-        yield bar
+    return tqdm(total=total, initial=initial, desc=description, unit=unit, delay=delay,
+                leave=leave, file=sys.stderr, disable=None if enabled is None else not enabled,
+                dynamic_ncols=True, smoothing=0.1)

@@ -8,12 +8,10 @@ progress bar, checkpoints and resuming.
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +34,7 @@ from reportgen.errors import ReportError
 from reportgen.forward.device import device_of, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.progress import bar as progress_bar
 
 DEFAULT_K = 9
 DEFAULT_CHECKPOINT_EVERY = 256
@@ -130,7 +129,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     resumed_from = run.done
     miner = Miner(run.layers, k=options.k, rectify=options.rectify,
                   sample_size=options.sample_size, device=torch_device)
-    bar = _progress_bar(len(order), run.done, progress)
+    bar = progress_bar("dataset", len(order), "img", progress, initial=run.done)
     original = device_of(model)
     count = 0
     try:
@@ -189,12 +188,3 @@ def _chosen_layers(model: nn.Module, wanted: Sequence[str] | None) -> list[str]:
         raise ReportError(f"No conv layer named {', '.join(unknown)}; conv layers are "
                           f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}.")
     return list(wanted)
-
-
-def _progress_bar(total: int, done: int, enabled: bool | None) -> Any:
-    from tqdm import tqdm
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, initial=done, unit="img", desc="dataset", file=sys.stderr,
-                disable=not enabled, dynamic_ncols=True, smoothing=0.1)

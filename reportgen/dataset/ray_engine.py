@@ -49,13 +49,13 @@ from reportgen.dataset.mine import (
     MineResult,
     _check_options,
     _chosen_layers,
-    _progress_bar,
 )
 from reportgen.dataset.stats import QuantileSample, priority
 from reportgen.errors import ReportError
 from reportgen.forward.device import device_of, parse_device
 from reportgen.forward.hooks import ConvHooks
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.progress import bar as progress_bar
 
 INSTALL_HINT = ("--engine ray needs Ray, which is not installed: pip install 'reportgen[ray]' "
                 "(or pip install 'ray[data]').")
@@ -207,7 +207,7 @@ def _pass(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Prepro
     slots: list[tuple[str, str, int, int, tuple[int, int]]] = []
     skipped: list[Skipped] = []
     done = count = 0
-    bar = _progress_bar(len(order), 0, progress)
+    bar = progress_bar("dataset", len(order), "img", progress)
     try:
         for row in mined.iter_rows():
             done += int(row["files"])
