@@ -174,8 +174,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
                                                chosen_options)
     dataset = None
+    conv_names = {name for name, _ in conv_layers(loaded.module)}
     if files is not None:
-        conv_names = {name for name, _ in conv_layers(loaded.module)}
         others = [name for name in chosen if name not in conv_names]
         if others:
             raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
@@ -198,9 +198,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     with staged_folder(target) as site:
         with PngWriter(chosen_options.compress_level) as writer, \
                 core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-            convs = {name for name, _ in conv_layers(loaded.module)}
-            hooked = (f"{len(chosen)} conv layers" if set(chosen) <= convs else
-                      f"{len(chosen)} layers ({len(convs.intersection(chosen))} conv)")
+            hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
+                      f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
             say(f"Running {loaded.name} once with hooks on {hooked} ...")
             with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
                 recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
@@ -220,7 +219,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             clock.lap("dataset crops")
             # Attribution and feature visualisation work on conv outputs: other layers have none.
             conv_captures = [capture for capture in recorder.captures
-                             if capture.module_name in convs]
+                             if capture.module_name in conv_names]
             explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
                                       loaded.categories, site)
                          if chosen_options.explain and conv_captures else {})
