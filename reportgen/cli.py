@@ -19,6 +19,7 @@ import click
 from reportgen import __version__
 from reportgen.errors import ReportError
 from reportgen.options import (
+    DECODES,
     DEFAULT_IMAGE,
     DEFAULT_MODEL,
     DEFAULT_SITE_DIR,
@@ -110,6 +111,11 @@ def cli() -> None:
               help="Dataset images per forward pass.")
 @click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True,
               help="Processes decoding dataset images (0: none, decode in this process).")
+@click.option("--decode", type=click.Choice(DECODES), default=DEFAULTS.decode,
+              show_default=True,
+              help="Where dataset JPEGs are decoded: 'device' decodes them in batches where "
+                   "the model runs (nvJPEG with --device cuda), 'cpu' in the --workers "
+                   "processes; auto: device with --device cuda, else cpu.")
 @click.option("--engine", type=click.Choice(ENGINES), default=DEFAULTS.engine,
               show_default=True,
               help="Where the dataset pass runs: here, or on Ray (pip install "

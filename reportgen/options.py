@@ -40,6 +40,9 @@ DEFAULT_FEATURE_VIS_SIZE = 128
 #: Where the dataset pass runs: this process and its DataLoader workers, or a Ray cluster
 #: (reportgen.dataset.ray_engine). Not recorded: both give the same result.
 ENGINES = ("local", "ray")
+#: Where the dataset's JPEGs are decoded (reportgen.dataset.devicedecode): "auto" is the
+#: model's device with --device cuda, else "cpu" (DataLoader workers). Not recorded.
+DECODES = ("auto", "cpu", "device")
 #: Options that only mean something with another one (--dataset, --feature-vis).
 DATASET_ONLY = ("top_k", "limit")
 FEATURE_VIS_ONLY = ("feature_vis_steps", "feature_vis_size")
@@ -82,6 +85,7 @@ class BuildOptions:
     limit: int | None = _recorded(None, "--limit")  # only the first N dataset files
     batch_size: int = DEFAULT_BATCH_SIZE  # dataset images per forward pass
     workers: int = 2  # DataLoader processes decoding the dataset (0: in this process)
+    decode: str = "auto"  # one of DECODES
     resume: bool = True  # continue an interrupted dataset run from its saved state
     #: Feature visualisation: LAYERGLOB:CHANNELS specs, comma-separated (CHANNELS: 0-15, 3,7,9,
     #: topN (most active on the image) or all); optimised as Lucid/Lucent do, cached on disk.
@@ -148,6 +152,11 @@ class BuildOptions:
             raise ReportError("--batch-size must be at least 1 and --workers at least 0.")
         if self.engine not in ENGINES:
             raise ReportError(f"Unknown engine '{self.engine}'; use {choices(ENGINES)}.")
+        if self.decode not in DECODES:
+            raise ReportError(f"Unknown decode '{self.decode}'; use {choices(DECODES)}.")
+        if self.engine == "ray" and self.decode == "device":
+            raise ReportError("--decode device works with --engine local; on Ray, Ray Data "
+                              "decodes the images.")
         if self.engine != "ray" and (self.ray_address is not None
                                      or self.ray_actors is not None):
             raise ReportError("--ray-address and --ray-actors need --engine ray.")

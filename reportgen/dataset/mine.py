@@ -9,14 +9,15 @@ progress bar, checkpoints and resuming.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from reportgen.dataset.decode import Skipped, batches
+from reportgen.dataset.decode import Batch, Skipped, batches
+from reportgen.dataset.devicedecode import device_batches
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.hooks import Miner
 from reportgen.dataset.layer import Example, LayerState
@@ -100,7 +101,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
          device: str | torch.device = "cpu", indices: Sequence[int] | None = None,
          state_file: Path | None = None, resume: bool = True,
          checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, model_id: str | None = None,
-         progress: bool | None = None,
+         progress: bool | None = None, decode: str = "cpu",
          on_batch: Callable[[MineProgress], None] | None = None) -> MineResult:
     """Run the model over ``files`` once and keep, per channel, its top-k images and stats.
 
@@ -109,7 +110,9 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     run saves itself every ``checkpoint_every`` files and, with ``resume``, continues a
     saved run of the same fingerprint; ``model_id`` names the weights so they need not be
     hashed. ``progress`` draws a tqdm bar on stderr (default: only when stderr is a TTY).
-    Undecodable files are skipped; the run fails only when none decodes.
+    Undecodable files are skipped; the run fails only when none decodes. ``decode`` is
+    ``"cpu"`` (each file decoded in a DataLoader worker) or ``"device"`` (JPEGs decoded in
+    batches on ``device``, :mod:`reportgen.dataset.devicedecode`).
     """
     started = time.perf_counter()
     _check_options(options, len(files))
@@ -123,7 +126,9 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     if state_file is not None:
         fingerprint = run_fingerprint(
             model_id or model_fingerprint(model), files, order,
-            {"options": asdict(options), "preprocessing": preprocessing.describe()})
+            {"options": asdict(options), "preprocessing": preprocessing.describe(),
+             # nvJPEG's pixels are not libjpeg's: a GPU-decoded run resumes only as one.
+             "decode": decode if decode == "cpu" else f"{decode}:{torch_device.type}"})
         saved = load_state(state_file, fingerprint, torch_device) if resume else None
     run = saved or SavedRun(fingerprint, 0, {}, [])
     resumed_from = run.done
@@ -137,8 +142,8 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
         with ConvHooks(model, miner, chosen):
             model.eval()
             last_saved = run.done
-            for batch in batches(files, preprocessing, order[run.done:], batch_size=batch_size,
-                                 workers=workers):
+            for batch in _batches(files, preprocessing, order[run.done:], batch_size, workers,
+                                  decode, torch_device):
                 miner.run(model, batch, files)
                 run.skipped.extend(batch.skipped)
                 run.done += batch.count
@@ -164,6 +169,17 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
         remove_state(state_file)
     return MineResult(files, options, preprocessing, run.layers, decoded, run.skipped,
                       resumed_from, time.perf_counter() - started)
+
+
+def _batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequence[int],
+             batch_size: int, workers: int, decode: str,
+             device: torch.device) -> Iterator[Batch]:
+    if decode == "device":
+        return device_batches(files, preprocessing, indices, batch_size=batch_size,
+                              workers=workers, device=device)
+    if decode != "cpu":
+        raise ReportError(f"Unknown decode '{decode}'; use cpu or device.")
+    return batches(files, preprocessing, indices, batch_size=batch_size, workers=workers)
 
 
 def _check_options(options: MineOptions, files: int) -> None:

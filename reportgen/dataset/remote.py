@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reportgen.errors import ReportError
-from reportgen.inputs.images import SourceImage, load_image, load_image_bytes
+from reportgen.inputs.images import SourceImage, load_image, load_image_bytes, read_image_file
 
 INSTALL_HINT = ("Reading a dataset from a URL needs pyarrow: pip install 'reportgen[ray]' (or "
                 "pip install pyarrow).")
@@ -88,3 +88,11 @@ def load_location(location: str) -> SourceImage:
     if is_url(location):
         return load_image_bytes(read_url(location), PurePosixPath(urlsplit(location).path).name)
     return load_image(Path(location))
+
+
+def read_location(location: str) -> tuple[bytes, str]:
+    """A dataset file's bytes and the name errors show, without decoding it (the checks and
+    messages of :func:`load_location`, whose decoding may then happen elsewhere)."""
+    if is_url(location):
+        return read_url(location), PurePosixPath(urlsplit(location).path).name
+    return read_image_file(Path(location))

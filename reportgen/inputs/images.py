@@ -102,6 +102,13 @@ def packaged_sample_file(name: str) -> Path | None:
 
 
 def _load_file(path: Path) -> SourceImage:
+    data, shown = read_image_file(path)
+    return load_image_bytes(data, shown)
+
+
+def read_image_file(path: Path) -> tuple[bytes, str]:
+    """A file's bytes and the name errors show, or the one-line reason it cannot be an image
+    (missing, a folder, a pipe, unreadable)."""
     shown = path.name or str(path)
     if not path.exists():
         hint = _closest_sample(str(path))
@@ -112,7 +119,7 @@ def _load_file(path: Path) -> SourceImage:
         raise ReportError(f"Image '{shown}' is a folder; pass one image file.")
     if not path.is_file():  # a device or a pipe: reading it might never end
         raise ReportError(f"Image '{shown}' is not a regular file; pass an image file.")
-    return load_image_bytes(_read_bytes(path), shown)
+    return _read_bytes(path), shown
 
 
 def load_image_bytes(data: bytes, shown: str) -> SourceImage:

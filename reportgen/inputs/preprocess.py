@@ -105,22 +105,45 @@ class Preprocessing:
 
     def __call__(self, picture: Image.Image) -> torch.Tensor:
         """A (1, channels, crop, crop) float tensor, as torchvision's preset would produce."""
-        from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
 
         if self.channels == 1 and picture.mode != "L":
             picture = picture.convert("L")
+        # Same order as torchvision's ImageClassification preset (resize and crop the PIL
+        # image, then convert), so the numbers match the weights' transforms() exactly.
+        return self._finish(TF.pil_to_tensor(self._geometry(picture)))
+
+    def of_tensor(self, picture: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` for a decoded uint8 (3, H, W) RGB tensor, on its own device.
+
+        For pictures decoded on a GPU: torchvision's tensor resize (antialiased) stands in for
+        Pillow's, within a grey level or two of it (tests/test_dataset_device_decode.py).
+        """
+        from torchvision.transforms import functional as TF
+
+        if self.channels == 1:
+            picture = TF.rgb_to_grayscale(picture)
+        return self._finish(self._geometry(picture))
+
+    def _geometry(self, picture: Any) -> Any:
+        """Resize and crop (or pad's resize) a PIL image or a uint8 tensor alike."""
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
         mode = InterpolationMode(self.interpolation)
         if self.pad:  # the long side to the square's side, then padded with the mean
-            scale = self.crop / max(picture.width, picture.height)
-            size = [max(1, round(picture.height * scale)), max(1, round(picture.width * scale))]
-            picture = TF.resize(picture, size, interpolation=mode, antialias=True)
-        else:
-            # Same order as torchvision's ImageClassification preset (resize and crop the PIL
-            # image, then convert), so the numbers match the weights' transforms() exactly.
-            picture = TF.resize(picture, [self.resize], interpolation=mode, antialias=True)
-            picture = TF.center_crop(picture, [self.crop])
-        tensor = TF.convert_image_dtype(TF.pil_to_tensor(picture), torch.float)
+            width, height = TF.get_image_size(picture)
+            scale = self.crop / max(width, height)
+            size = [max(1, round(height * scale)), max(1, round(width * scale))]
+            return TF.resize(picture, size, interpolation=mode, antialias=True)
+        picture = TF.resize(picture, [self.resize], interpolation=mode, antialias=True)
+        return TF.center_crop(picture, [self.crop])
+
+    def _finish(self, picture: torch.Tensor) -> torch.Tensor:
+        """uint8 (C, h, w) to the normalised (1, C, crop, crop) model input."""
+        from torchvision.transforms import functional as TF
+
+        tensor = TF.convert_image_dtype(picture, torch.float)
         tensor = TF.normalize(tensor, mean=list(self.mean), std=list(self.std))
         if self.pad:
             height, width = tensor.shape[-2:]
