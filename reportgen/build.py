@@ -167,6 +167,12 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                         model_args=chosen_options.model_args,
                         weights_key=chosen_options.weights_key)
     clock.lap("model")
+    if torch_device.type != "cpu" and not isinstance(model, nn.Module):
+        # Our own copy: on the device once, for every stage, and never copied back (each
+        # stage's move-and-restore is then a no-op). A caller's module is restored after
+        # each stage instead; one already on the device is not copied at all.
+        loaded.module.to(torch_device)
+        clock.lap("to device")
     chosen = choose_layers(loaded.module, chosen_options.layers)
     if not chosen:
         raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to "
