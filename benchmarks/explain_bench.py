@@ -4,6 +4,8 @@
     PYTHONPATH=. python benchmarks/explain_bench.py featurevis      # 16 channels, defaults:
                                                                     # several minutes
     PYTHONPATH=. python benchmarks/explain_bench.py featurevis --threads 1 --channels 4
+    PYTHONPATH=. python benchmarks/explain_bench.py featurevis --device cuda --channels 0
+                                                    # a whole layer (384 channels) on a GPU
 
 MobileNetV2 with its offline ImageNet weights, coffee at 224x224. Timings are wall-clock
 medians of alternating runs, with the load average, since other work on the machine slows
@@ -134,18 +136,25 @@ def attribution(repeats: int, threads: int | None) -> None:
 
 
 def featurevis(channels: int, steps: int, size: int, threads: int | None,
-               batch_size: int) -> None:
+               batch_size: int | None, device: str) -> None:
     import torch
 
-    from reportgen.explain.featurevis import visualise
+    from reportgen.explain.featurevis import batch_size_for, in_batches, visualise
+    from reportgen.explain.tap import layer_channels
 
     loaded, pre, _ = _setup()
-    wanted = list(range(channels))
-    print(f"torch threads {threads or torch.get_num_threads()}, batch size {batch_size}, "
+    wanted = list(range(channels or layer_channels(loaded.module, LAYER)))
+    batch = batch_size or batch_size_for(device)
+    card = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
+    print(f"{card}, torch threads {threads or torch.get_num_threads()}, batch size {batch}, "
           f"load average before {load_average()}")
+    if device.startswith("cuda"):  # CUDA's start-up and first kernels, not counted
+        visualise(loaded.module, LAYER, wanted[:2], preprocessing=pre, steps=2, size=size,
+                  device=device)
     started, cpu = time.perf_counter(), time.process_time()
-    made = visualise(loaded.module, LAYER, wanted, preprocessing=pre, steps=steps, size=size,
-                     threads=threads, batch_size=batch_size)
+    made = in_batches(wanted, batch, lambda chunk, size_now: visualise(
+        loaded.module, LAYER, chunk, preprocessing=pre, steps=steps, size=size,
+        threads=threads, batch_size=size_now, device=device))
     wall, used = time.perf_counter() - started, time.process_time() - cpu
     print(f"{LAYER}: {channels} channels, {steps} steps, {size} px: {wall:.1f} s wall, "
           f"{wall / channels:.2f} s per channel, {used / channels:.2f} s CPU per channel; "
@@ -160,18 +169,21 @@ def main() -> None:
     att.add_argument("--repeats", type=int, default=7)
     att.add_argument("--threads", type=int, default=None)
     vis = sub.add_parser("featurevis")
-    vis.add_argument("--channels", type=int, default=16)
+    vis.add_argument("--channels", type=int, default=16, help="0: the whole layer")
     vis.add_argument("--steps", type=int, default=512)
     vis.add_argument("--size", type=int, default=128)
     vis.add_argument("--threads", type=int, default=None)
-    vis.add_argument("--batch-size", type=int, default=4)
+    vis.add_argument("--batch-size", type=int, default=None,
+                     help="default: what a build uses on the device (4 on the CPU, 256 on a GPU)")
+    vis.add_argument("--device", default="cpu")
     peak = sub.add_parser("_peak")
     peak.add_argument("mode")
     args = parser.parse_args()
     if args.what == "attribution":
         attribution(args.repeats, args.threads)
     elif args.what == "featurevis":
-        featurevis(args.channels, args.steps, args.size, args.threads, args.batch_size)
+        featurevis(args.channels, args.steps, args.size, args.threads, args.batch_size,
+                   args.device)
     else:
         peak_child(args.mode)
 

@@ -22,6 +22,9 @@ from reportgen.explain.cache import (
 from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import (
     FeatureVisSettings,
+    Visualisation,
+    batch_size_for,
+    in_batches,
     layer_means,
     pictures_to_batch,
     visualise,
@@ -325,3 +328,28 @@ def test_sprites_hold_every_picture_at_its_crop(tmp_path: Path) -> None:
     assert set(manifest) == {"steps", "size", "channels"} and set(manifest["channels"]) == {
         str(c) for c in range(8)}
     json.dumps(manifest)  # plain JSON types only
+
+
+def test_a_batch_too_big_for_the_gpu_is_halved_until_it_fits() -> None:
+    tried: list[int] = []
+
+    def run(chunk: list[int], size: int) -> list[Visualisation]:
+        tried.append(len(chunk))
+        if len(chunk) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return [Visualisation("conv", c, np.zeros((2, 2, 3), np.uint8), float(c)) for c in chunk]
+
+    done: list[int] = []
+    made = in_batches(list(range(10)), 16, run, done.append)
+    assert [v.channel for v in made] == list(range(10))
+    assert tried == [10, 8, 4, 2, 2, 2, 2, 2]
+    assert done == [2] * 5
+    assert batch_size_for("cpu") == 4 and batch_size_for("cuda") == 256
+
+
+def test_one_channel_that_does_not_fit_is_one_line() -> None:
+    def run(chunk: list[int], size: int) -> list[Visualisation]:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(ReportError, match="single channel does not fit"):
+        in_batches([5], 1, run)

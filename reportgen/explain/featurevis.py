@@ -38,6 +38,9 @@ DEFAULT_STEPS = 512
 DEFAULT_SIZE = 128
 DEFAULT_LR = 0.05
 DEFAULT_BATCH_SIZE = 4  # measured: per image, 4 beat 16 (cache-sized activations)
+#: On a GPU one image per channel keeps it busy only hundreds at a time (issue 14: batches
+#: of 256 or more); :func:`in_batches` halves a batch that does not fit in its memory.
+GPU_BATCH_SIZE = 256
 
 Progress = Callable[[str], None]
 
@@ -142,6 +145,37 @@ def visualise_with(module: nn.Module, layer: str, channels: Sequence[int],
             objectives = _objectives(tap, pictures, wanted, settings, torch.device(device))
     return [Visualisation(layer, c, p, o) for c, p, o
             in zip(wanted, pictures, objectives, strict=True)]
+
+
+def batch_size_for(device: str | torch.device) -> int:
+    """Channels optimised together: a few on the CPU (measured), hundreds on a GPU."""
+    return GPU_BATCH_SIZE if torch.device(device).type == "cuda" else DEFAULT_BATCH_SIZE
+
+
+def in_batches(channels: Sequence[int], batch_size: int,
+               run: Callable[[list[int], int], list[Visualisation]],
+               done: Callable[[int], object] | None = None) -> list[Visualisation]:
+    """``run(chunk, batch_size)`` over consecutive chunks of ``channels``, halving the batch
+    whenever the GPU runs out of memory (what fits depends on the model, the layer's depth
+    and the card), and calling ``done(count)`` after each chunk."""
+    made: list[Visualisation] = []
+    start = 0
+    while start < len(channels):
+        chunk = [int(c) for c in channels[start:start + batch_size]]
+        try:
+            made += run(chunk, batch_size)
+        except torch.cuda.OutOfMemoryError:
+            if batch_size == 1:
+                raise ReportError("Feature visualisation of a single channel does not fit in "
+                                  "the GPU's memory; use --device cpu.") from None
+            batch_size = max(1, batch_size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        start += len(chunk)
+        if done is not None:
+            done(len(chunk))
+    return made
 
 
 @contextmanager

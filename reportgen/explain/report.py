@@ -20,7 +20,7 @@ from reportgen.errors import ReportError
 from reportgen.explain.attribution import attribute, save_cam_png
 from reportgen.explain.cache import visualise_cached
 from reportgen.explain.channels import parse_channel_specs
-from reportgen.explain.featurevis import DEFAULT_BATCH_SIZE
+from reportgen.explain.featurevis import Visualisation, batch_size_for, in_batches
 from reportgen.explain.sprites import write_sprites
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
@@ -49,19 +49,18 @@ def feature_visualisations(module: nn.Module, captures: list[Capture],
     for layer, channels in chosen.items():
         say(f"Feature visualisation of {len(channels)} channels of {layer} "
             f"({options.feature_vis_steps} steps) ...")
-        made = []
+        def run(chunk: list[int], size: int, layer: str = layer) -> list[Visualisation]:
+            return visualise_cached(
+                module, layer, chunk, preprocessing=preprocessing, weights=weights,
+                use_cache=options.cache, steps=options.feature_vis_steps,
+                size=options.feature_vis_size, seed=options.seed, rectify=options.rectify,
+                batch_size=size, device=options.device, progress=log.debug)
+
         with stage(f"Feature vis {layer}", len(channels), "channel", show_progress) as ticker:
             # One batch at a time, each cached as soon as it is done: Ctrl-C loses at most
             # the batch in flight, and the rerun continues from the cache (every channel has
             # its own seeded generator, so batching does not change a picture).
-            for start in range(0, len(channels), DEFAULT_BATCH_SIZE):
-                chunk = channels[start:start + DEFAULT_BATCH_SIZE]
-                made += visualise_cached(
-                    module, layer, chunk, preprocessing=preprocessing, weights=weights,
-                    use_cache=options.cache, steps=options.feature_vis_steps,
-                    size=options.feature_vis_size, seed=options.seed, rectify=options.rectify,
-                    device=options.device, progress=log.debug)
-                ticker.update(len(chunk))
+            made = in_batches(channels, batch_size_for(options.device), run, ticker.update)
         crops = write_sprites(made, site / FEATURE_VIS_DIR, slugs[layer],
                               src_prefix=f"{FEATURE_VIS_DIR}/")
         sheets = {item["crop"]["src"] for item in crops.values()}
