@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reportgen.dataset.files import DatasetFiles
-from reportgen.dataset.remote import load_location
+from reportgen.dataset.remote import read_location
 from reportgen.errors import ReportError
+from reportgen.inputs.images import load_image_bytes
 from reportgen.inputs.preprocess import Preprocessing
 
 
@@ -75,8 +76,16 @@ def decode_file(index: int, location: str, preprocessing: Preprocessing) -> Deco
     """One file (a local path or a URL) as the model sees it, or why it cannot be used (every
     engine decodes here, so a skipped file gets the same reason whichever engine ran)."""
     try:
-        source = load_location(location)
-        tensor = preprocessing(source.rgb)[0]
+        data, shown = read_location(location)
+    except ReportError as error:
+        return Decoded(index, None, error.message)
+    return decode_bytes(index, data, shown, preprocessing)
+
+
+def decode_bytes(index: int, data: bytes, shown: str, preprocessing: Preprocessing) -> Decoded:
+    """:func:`decode_file` for a file already read (``shown`` names it in the reason)."""
+    try:
+        tensor = preprocessing(load_image_bytes(data, shown).rgb)[0]
     except ReportError as error:
         return Decoded(index, None, error.message)
     return Decoded(index, tensor)

@@ -28,11 +28,11 @@ import torch
 from PIL import ExifTags, Image
 from torch.utils.data import DataLoader, Dataset
 
-from reportgen.dataset.decode import Batch, Decoded, Skipped, decode_file
+from reportgen.dataset.decode import Batch, Decoded, Skipped, decode_bytes, decode_file
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.remote import read_location
 from reportgen.errors import ReportError
-from reportgen.inputs.images import MAX_SIDE, load_image_bytes
+from reportgen.inputs.images import MAX_SIDE
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import DECODES
 
@@ -87,11 +87,7 @@ def read_encoded(index: int, location: str, preprocessing: Preprocessing) -> Enc
         return Encoded(index, decoded=Decoded(index, None, error.message))
     orientation = device_orientation(data)
     if orientation is None:
-        try:
-            tensor = preprocessing(load_image_bytes(data, shown).rgb)[0]
-        except ReportError as error:
-            return Encoded(index, decoded=Decoded(index, None, error.message))
-        return Encoded(index, decoded=Decoded(index, tensor))
+        return Encoded(index, decoded=decode_bytes(index, data, shown, preprocessing))
     return Encoded(index, torch.frombuffer(bytearray(data), dtype=torch.uint8), orientation)
 
 
