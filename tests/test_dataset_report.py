@@ -109,6 +109,24 @@ def test_without_an_image_the_first_dataset_image_is_shown(dataset, tmp_path):
             assert layer["channels"]["shown_low"][channel] == 0.0
 
 
+def test_decoding_on_the_device_gives_the_same_report(report, dataset, tmp_path):
+    """--decode device (what --device cuda does by default), run on the CPU: the same files
+    used and skipped, with the same reasons, and the same best examples up to near-ties
+    (torchvision's tensor resize is within a grey level of Pillow's)."""
+    on_device = build_report(net(), None, "coffee", tmp_path / "s", size=SIZE, layers=LAYERS,
+                             dataset=dataset, top_k=4, batch_size=5, workers=0,
+                             decode="device")
+    assert on_device.manifest["dataset"] == report.manifest["dataset"]
+    for ours, theirs in zip(on_device.manifest["layers"], report.manifest["layers"],
+                            strict=True):
+        best = [[e["image"] for e in channel[:1]] for channel in
+                json.loads((on_device.site_dir / ours["examples"]).read_text())]
+        expected = [[e["image"] for e in channel[:1]] for channel in
+                    json.loads((report.site_dir / theirs["examples"]).read_text())]
+        same = sum(a == b for a, b in zip(best, expected, strict=True))
+        assert same >= 0.9 * len(expected)
+
+
 def test_cli_refuses_a_missing_dataset_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["build", "-m", "resnet18", "-w", "none", "--dataset",
                                       str(tmp_path / "nowhere"), "-d", str(tmp_path / "s")])
