@@ -304,3 +304,14 @@ def test_devices(model: nn.Module, files: DatasetFiles) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ReportError, match="no CUDA GPU"):
             mine(model, files, PRE, device="cuda")
+
+
+def test_a_run_hands_its_result_to_the_cpu(result: MineResult) -> None:
+    """A GPU run's state is copied to the CPU once, at the end (CI runs the same call)."""
+    for name, state in result.layers.items():
+        assert state.top.keys.device.type == "cpu"
+        assert state.sample.scores.device.type == "cpu"
+        moved = state.to("cpu")
+        assert [moved.examples(c) for c in range(state.channels)] == \
+            [state.examples(c) for c in range(state.channels)]
+        assert moved.summaries() == state.summaries(), name

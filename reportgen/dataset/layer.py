@@ -73,6 +73,19 @@ class LayerState:
         self.stats.update(scores)
         self.sample.update(priorities, images.cpu().numpy(), scores)
 
+    def to(self, device: torch.device | str) -> LayerState:
+        """The same state on ``device``. A run on a GPU hands its result to the CPU once
+        here; reading 17,056 channels' examples one by one from the GPU would be two small
+        copies, each a synchronisation, per channel."""
+        top, stats, sample = self.top, self.stats, self.sample
+        return LayerState(
+            self.name, self.module, self.channels, self.map_size,
+            TopK(top.keys.to(device), top.positions.to(device)),
+            ChannelStats(stats.count, stats.sums.to(device), stats.mins.to(device),
+                         stats.maxs.to(device)),
+            QuantileSample(sample.capacity, sample.size, sample.priorities, sample.images,
+                           sample.scores.to(device)))
+
     def merge(self, other: LayerState) -> LayerState:
         """The state of both image sets together (they must not share images)."""
         if (self.name, self.channels, self.map_size) != (other.name, other.channels,

@@ -159,7 +159,8 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     finally:
         bar.close()
         model.to(original)
-    run.layers = miner.states()
+    # The result is read on the CPU (crops, pages): one copy now, not one per channel later.
+    run.layers = {name: state.to("cpu") for name, state in miner.states().items()}
     decoded = run.done - len(run.skipped)
     if decoded == 0:
         first = run.skipped[0]
