@@ -22,7 +22,7 @@ from reportgen.dataset.remote import load_location
 from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
 from reportgen.explain.report import attributions, feature_visualisations
-from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device
+from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device, placed
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
 from reportgen.forward.selection import choose_layers
@@ -167,102 +167,104 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                         model_args=chosen_options.model_args,
                         weights_key=chosen_options.weights_key)
     clock.lap("model")
-    if torch_device.type != "cpu" and not isinstance(model, nn.Module):
-        # Our own copy: on the device once, for every stage, and never copied back (each
-        # stage's move-and-restore is then a no-op). A caller's module is restored after
-        # each stage instead; one already on the device is not copied at all.
-        loaded.module.to(torch_device)
-        clock.lap("to device")
-    chosen = choose_layers(loaded.module, chosen_options.layers)
-    if not chosen:
-        raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing to "
-                          "show; --layers can name other layers (--layers @blocks: its blocks).")
-    preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
-                                               chosen_options)
-    dataset = None
-    conv_names = {name for name, _ in conv_layers(loaded.module)}
-    if files is not None:
-        others = [name for name in chosen if name not in conv_names]
-        if others:
-            raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
-                              f"{f' and {len(others) - 1} more' if len(others) > 1 else ''} "
-                              "out of --layers.")
-        assert isinstance(preprocessing, Preprocessing)  # preprocess=False was refused above
-        say(f"Mining {len(files)} dataset files for each channel's top {chosen_options.top_k} "
-            "images ...")
-        dataset = mine_for_report(loaded.module, files, chosen, preprocessing, chosen_options,
-                                  target, loaded.weights.get("sha256"), show_progress)
-        clock.lap("dataset")
-        if not givens:
-            givens = [load_location(dataset.first_image())]
-    # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
-    # too-small input is explained by _forward's handler (same search) when it really fails.
-    batch, input_notes = model_batch(givens, preprocessing, loaded.module)
-    notes = [*loaded.notes, *notes, *input_notes]
-    clock.lap("image")
+    # On the device once for the whole build, so every stage's own move is a no-op: the
+    # build's own model stays there; a caller's module goes back at the end, also after
+    # an error (one already on the device is not copied at all).
+    with placed(loaded.module, torch_device, restore=isinstance(model, nn.Module)):
+        if torch_device.type != "cpu":
+            clock.lap("to device")
+        chosen = choose_layers(loaded.module, chosen_options.layers)
+        if not chosen:
+            raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing "
+                              "to show; --layers can name other layers (--layers @blocks: its "
+                              "blocks).")
+        preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
+                                                   chosen_options)
+        dataset = None
+        conv_names = {name for name, _ in conv_layers(loaded.module)}
+        if files is not None:
+            others = [name for name in chosen if name not in conv_names]
+            if others:
+                raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
+                                  f"{f' and {len(others) - 1} more' if len(others) > 1 else ''} "
+                                  "out of --layers.")
+            assert isinstance(preprocessing, Preprocessing)  # preprocess=False was refused above
+            say(f"Mining {len(files)} dataset files for each channel's top {chosen_options.top_k} "
+                "images ...")
+            dataset = mine_for_report(loaded.module, files, chosen, preprocessing, chosen_options,
+                                      target, loaded.weights.get("sha256"), show_progress)
+            clock.lap("dataset")
+            if not givens:
+                givens = [load_location(dataset.first_image())]
+        # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
+        # too-small input is explained by _forward's handler (same search) when it really fails.
+        batch, input_notes = model_batch(givens, preprocessing, loaded.module)
+        notes = [*loaded.notes, *notes, *input_notes]
+        clock.lap("image")
 
-    with staged_folder(target) as site:
-        with PngWriter(chosen_options.compress_level) as writer, \
-                core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-            hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
-                      f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
-            say(f"Running {loaded.name} once with hooks on {hooked} ...")
-            with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
-                recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
-                                              dataset.peaks() if dataset else None,
-                                              input_hw=(batch.shape[-2], batch.shape[-1]),
-                                              batch_size=batch.shape[0])
-                logits = _forward(loaded, batch, torch_device, recorder, chosen)
-            skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
-            clock.lap("forward")
-            clock.timings["forward"] -= recorder.seconds
-            clock.timings["grids"] = recorder.seconds
-            for number in range(len(givens)):
-                writer.submit(preprocessing.to_picture(batch[number:number + 1]),
-                              site / input_png(number))
-            examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
-                        if dataset else {})
-            clock.lap("dataset crops")
-            # Attribution and feature visualisation work on conv outputs: other layers have none.
-            conv_captures = [capture for capture in recorder.captures
-                             if capture.module_name in conv_names]
-            explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
-                                      loaded.categories, site)
-                         if chosen_options.explain and conv_captures else {})
-            clock.lap("attribution")
-            visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
-                                                 chosen_options, loaded.weights, site, say,
-                                                 show_progress)
-                          if chosen_options.feature_vis and conv_captures
-                          and isinstance(preprocessing, Preprocessing) else {})
-            clock.lap("feature vis")
-            layers = [LayerRecord.of(capture, filters, examples.get(capture.name),
-                                     visualised.get(capture.name), explained.get(capture.name))
-                      for capture, filters in _filter_pictures(recorder.captures, loaded.module,
-                                                               writer, site)]
-            clock.lap("filters")
-            with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
-                writer.close(ticker.update)
-            clock.lap("png")
-        record = ReportRecord(
-            created=build_time(), versions=manifests.versions(), command=command,
-            model=_model_info(loaded), weights=loaded.weights,
-            preprocessing=preprocessing.describe(), options=chosen_options,
-            notes=[*notes, *skipped, *_category_notes(logits, loaded.categories,
-                                                      chosen_options.categories_must_match)],
-            inputs=[InputRecord(given.describe(), input_png(number),
-                                _predictions(logits, loaded.categories, number))
-                    for number, given in enumerate(givens)],
-            layers=layers, dataset=dataset.summary(chosen_options) if dataset else None)
-        written = manifests.write(site, record)
-        write_pages(site, record, preprocessing.input_size)
-        clock.lap("html")
-        single = _single_file(site, say) if chosen_options.self_contained else None
-        clock.lap("single file")
-    final = Path(site_dir)
-    return Report(final, final / "index.html", record, written, clock.timings,
-                  final / single.path.name if single else None,
-                  encode_seconds=writer.seconds)
+        with staged_folder(target) as site:
+            with PngWriter(chosen_options.compress_level) as writer, \
+                    core_left_for_png(batch.shape[-2] * batch.shape[-1]):
+                hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
+                          f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
+                say(f"Running {loaded.name} once with hooks on {hooked} ...")
+                with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
+                    recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
+                                                  dataset.peaks() if dataset else None,
+                                                  input_hw=(batch.shape[-2], batch.shape[-1]),
+                                                  batch_size=batch.shape[0])
+                    logits = _forward(loaded, batch, torch_device, recorder, chosen)
+                skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
+                clock.lap("forward")
+                clock.timings["forward"] -= recorder.seconds
+                clock.timings["grids"] = recorder.seconds
+                for number in range(len(givens)):
+                    writer.submit(preprocessing.to_picture(batch[number:number + 1]),
+                                  site / input_png(number))
+                examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
+                            if dataset else {})
+                clock.lap("dataset crops")
+                # Attribution and feature visualisation work on conv outputs: other layers
+                # have none.
+                conv_captures = [capture for capture in recorder.captures
+                                 if capture.module_name in conv_names]
+                explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
+                                          loaded.categories, site)
+                             if chosen_options.explain and conv_captures else {})
+                clock.lap("attribution")
+                visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
+                                                     chosen_options, loaded.weights, site, say,
+                                                     show_progress)
+                              if chosen_options.feature_vis and conv_captures
+                              and isinstance(preprocessing, Preprocessing) else {})
+                clock.lap("feature vis")
+                layers = [LayerRecord.of(capture, filters, examples.get(capture.name),
+                                         visualised.get(capture.name), explained.get(capture.name))
+                          for capture, filters in _filter_pictures(recorder.captures, loaded.module,
+                                                                   writer, site)]
+                clock.lap("filters")
+                with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
+                    writer.close(ticker.update)
+                clock.lap("png")
+            record = ReportRecord(
+                created=build_time(), versions=manifests.versions(), command=command,
+                model=_model_info(loaded), weights=loaded.weights,
+                preprocessing=preprocessing.describe(), options=chosen_options,
+                notes=[*notes, *skipped, *_category_notes(logits, loaded.categories,
+                                                          chosen_options.categories_must_match)],
+                inputs=[InputRecord(given.describe(), input_png(number),
+                                    _predictions(logits, loaded.categories, number))
+                        for number, given in enumerate(givens)],
+                layers=layers, dataset=dataset.summary(chosen_options) if dataset else None)
+            written = manifests.write(site, record)
+            write_pages(site, record, preprocessing.input_size)
+            clock.lap("html")
+            single = _single_file(site, say) if chosen_options.self_contained else None
+            clock.lap("single file")
+        final = Path(site_dir)
+        return Report(final, final / "index.html", record, written, clock.timings,
+                      final / single.path.name if single else None,
+                      encode_seconds=writer.seconds)
 
 
 def _images(image: Any) -> list[Any]:

@@ -43,6 +43,20 @@ def moved_to(module: nn.Module, device: torch.device) -> Iterator[nn.Module]:
 
 
 @contextmanager
+def placed(module: nn.Module, device: torch.device, *, restore: bool) -> Iterator[nn.Module]:
+    """The module on ``device`` for a whole build, so that each stage's own
+    :func:`moved_to` is a no-op: one copy to a GPU per build instead of one there and one back
+    per stage (528 MB each way for VGG16). With ``restore`` (a caller's module) it goes back
+    afterwards, also after an error; without (the build's own copy) it stays."""
+    if restore:
+        with moved_to(module, device):
+            yield module
+    else:
+        module.to(device)
+        yield module
+
+
+@contextmanager
 def core_left_for_png(pixels: int) -> Iterator[None]:
     """While the PNG workers encode, torch computes with one thread fewer (at least one).
 
