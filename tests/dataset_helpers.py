@@ -16,6 +16,7 @@ import pytest
 import skimage
 import skimage.data
 import torch
+import torchvision
 from PIL import Image
 from torch import nn
 
@@ -67,6 +68,14 @@ def make_dataset(root: Path, faces: int = 24) -> Path:
     _save(photos["camera"][:32, :32], root / HIDDEN[0])
     _save(photos["camera"][:32, :32], root / HIDDEN[1])
     return root
+
+
+def random_resnet18(seed: int = 0, **kwargs: object) -> nn.Module:
+    """torchvision's ResNet-18 with seeded random weights, in eval mode: the dataset tests'
+    model (the same seed gives the same weights in every file)."""
+    torch.manual_seed(seed)
+    built: nn.Module = torchvision.models.get_model("resnet18", weights=None, **kwargs)
+    return built.eval()
 
 
 @dataclass

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from PIL import Image
 from torch import nn
 
-from dataset_helpers import make_dataset, one_torch_thread  # noqa: F401
+from dataset_helpers import make_dataset, one_torch_thread, random_resnet18  # noqa: F401
 from reportgen.dataset.crops import (
     CROP_DIR,
     OUTLINE,
@@ -120,8 +119,7 @@ def test_a_crop_at_the_border_is_padded_with_the_mean_colour() -> None:
 
 def test_sheets_split_channels_and_chunks_change_nothing(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "data", faces=6)
-    torch.manual_seed(0)
-    model: nn.Module = torchvision.models.get_model("resnet18", weights=None)
+    model = random_resnet18()
     result = mine(model, list_dataset(root), PRE, MineOptions(("layer2.0.conv1",), k=3),
                   batch_size=8, progress=False)
     fields = receptive_fields(model, ["layer2.0.conv1"])

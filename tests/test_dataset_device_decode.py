@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-import torchvision
 from PIL import Image, ImageOps
-from torch import nn
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from dataset_helpers import make_dataset, one_torch_thread  # noqa: F401
+from dataset_helpers import make_dataset, one_torch_thread, random_resnet18  # noqa: F401
 from reportgen.dataset.decode import Batch, batches
 from reportgen.dataset.devicedecode import (
     chosen_decode,
@@ -131,8 +129,7 @@ def test_a_mined_run_finds_the_same_examples(tmp_path: Path) -> None:
     for png in sorted((root / "photos").glob("*.png")):  # more JPEGs for the device
         Image.open(png).convert("RGB").save(png.with_suffix(".jpg"), quality=92)
     files = list_dataset(root)
-    torch.manual_seed(0)
-    model: nn.Module = torchvision.models.get_model("resnet18", weights=None).eval()
+    model = random_resnet18()
     options = MineOptions(("conv1", "layer2.0.conv1"), k=3)
     preprocessing = Preprocessing(64, 64)
     by_cpu = mine(model, files, preprocessing, options, batch_size=4, progress=False)

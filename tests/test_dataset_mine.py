@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from conftest import hooks_left
@@ -17,6 +16,7 @@ from dataset_helpers import (
     expected_top,
     make_dataset,
     one_torch_thread,  # noqa: F401
+    random_resnet18,
 )
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.hooks import column_maxima, first_peaks
@@ -39,9 +39,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> DatasetFiles:
 
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
-    torch.manual_seed(0)
-    built: nn.Module = torchvision.models.get_model("resnet18", weights=None)
-    return built.eval()
+    return random_resnet18()
 
 
 @pytest.fixture(scope="module")

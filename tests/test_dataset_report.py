@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from click.testing import CliRunner
 from PIL import Image
 
-from dataset_helpers import brute_force, expected_top, make_dataset, one_torch_thread  # noqa: F401
+from dataset_helpers import (  # noqa: F401
+    Reference,
+    brute_force,
+    expected_top,
+    make_dataset,
+    one_torch_thread,
+    random_resnet18,
+)
 from reportgen import build_report
 from reportgen.cli import cli
 from reportgen.dataset import list_dataset
@@ -26,8 +32,7 @@ SIZE = 64
 
 
 def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    return random_resnet18(num_classes=10)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +45,15 @@ def report(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     site = tmp_path_factory.mktemp("site") / "site"
     return build_report(net(), None, "coffee", site, size=SIZE, layers=LAYERS,
                         dataset=dataset, top_k=4, batch_size=5, workers=0)
+
+
+@pytest.fixture(scope="module")
+def reference(report, dataset) -> Reference:
+    """Every dataset image run on its own, with the report's own preprocessing."""
+    files = list_dataset(dataset)
+    preprocessing = Preprocessing.from_description(report.manifest["preprocessing"])
+    return brute_force(net(), [files.path(i) for i in range(len(files))], preprocessing,
+                       LAYERS)
 
 
 def test_manifest_describes_the_dataset_and_the_skipped_files(report, dataset):
@@ -56,11 +70,8 @@ def test_manifest_describes_the_dataset_and_the_skipped_files(report, dataset):
     assert "4 skipped" in index and "junk/broken.jpg" in index
 
 
-def test_examples_equal_a_brute_force_pass(report, dataset):
+def test_examples_equal_a_brute_force_pass(report, dataset, reference):
     files = list_dataset(dataset)
-    preprocessing = Preprocessing.from_description(report.manifest["preprocessing"])
-    reference = brute_force(net(), [files.path(i) for i in range(len(files))], preprocessing,
-                            LAYERS)
     for layer in report.manifest["layers"]:
         entries = json.loads((report.site_dir / layer["examples"]).read_text())
         assert len(entries) == layer["grid"]["channels"]
@@ -81,11 +92,7 @@ def test_examples_equal_a_brute_force_pass(report, dataset):
         assert stats["count"] == 27 and len(stats["p99"]) == len(entries)
 
 
-def test_the_image_is_placed_against_the_dataset(report, dataset):
-    files = list_dataset(dataset)
-    preprocessing = Preprocessing.from_description(report.manifest["preprocessing"])
-    reference = brute_force(net(), [files.path(i) for i in range(len(files))], preprocessing,
-                            LAYERS)
+def test_the_image_is_placed_against_the_dataset(report, reference):
     for layer in report.manifest["layers"]:
         scores = reference.scores[layer["name"]]
         decoded = scores  # one row per image that decoded

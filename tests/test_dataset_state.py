@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
-from dataset_helpers import make_dataset, one_torch_thread  # noqa: F401
+from dataset_helpers import make_dataset, one_torch_thread, random_resnet18  # noqa: F401
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineProgress, MineResult, mine
 from reportgen.dataset.state import state_path
@@ -27,9 +26,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> DatasetFiles:
 
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
-    torch.manual_seed(1)
-    built: nn.Module = torchvision.models.get_model("resnet18", weights=None)
-    return built.eval()
+    return random_resnet18(seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +121,23 @@ def test_a_damaged_state_file_is_ignored(model: nn.Module, files: DatasetFiles,
                       progress=False)
     assert "unreadable" in caplog.text and result.resumed_from == 0
     _assert_identical(uninterrupted, result)
+
+
+def test_a_device_decoded_run_resumes_only_as_one(model: nn.Module, files: DatasetFiles,
+                                                  tmp_path: Path) -> None:
+    """--decode device (run here on the CPU) resumes to its own uninterrupted result, and a
+    state saved by one decoder is not resumed by the other (their pixels differ on a GPU)."""
+    whole = mine(model, files, PRE, OPTIONS, batch_size=4, decode="device", progress=False)
+    state = state_path(tmp_path / "site")
+    with pytest.raises(KeyboardInterrupt):
+        mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state, checkpoint_every=8,
+             on_batch=_interrupt_after(5), decode="device", progress=False)
+    assert mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state,
+                progress=False).resumed_from == 0  # the CPU decoder starts over
+    with pytest.raises(KeyboardInterrupt):
+        mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state, checkpoint_every=8,
+             on_batch=_interrupt_after(5), decode="device", progress=False)
+    resumed = mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state,
+                   decode="device", progress=False)
+    assert resumed.resumed_from == 16
+    _assert_identical(whole, resumed)

@@ -66,6 +66,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> DatasetFiles:
 
 
 def net() -> nn.Module:
+    # Built here rather than with dataset_helpers.random_resnet18: Ray pickles this function
+    # by value into the actors, where the tests' helper module cannot be imported.
     torch.manual_seed(0)
     built: nn.Module = torchvision.models.get_model("resnet18", weights=None)
     return built.eval()
