@@ -11,6 +11,7 @@ from torch import nn
 
 from dataset_helpers import one_torch_thread  # noqa: F401
 from reportgen.dataset.receptive import Box, ReceptiveField, receptive_fields
+from reportgen.errors import ReportError
 from reportgen.forward.hooks import ConvHooks
 
 
@@ -42,6 +43,19 @@ def test_planted_fields_are_the_hand_computed_ones() -> None:
     assert fields["skip"] == ReceptiveField((9, 9), (4, 4), (-3, -3))
     assert fields["branch"] == ReceptiveField((25, 25), (4, 4), (-11, -11))
     assert fields["after"] == fields["branch"]  # the residual's wider side wins
+
+
+def test_a_grey_model_is_measured_on_one_channel() -> None:
+    grey = Planted()
+    grey.a = nn.Conv2d(1, 4, 3, padding=1)
+    assert receptive_fields(grey) == receptive_fields(Planted())
+
+
+def test_dilated_max_pooling_is_one_line() -> None:
+    model = Planted()
+    model.pool = nn.MaxPool2d(2, dilation=2)
+    with pytest.raises(ReportError, match="dilated max pooling"):
+        receptive_fields(model)
 
 
 def test_boxes_and_cells() -> None:

@@ -159,3 +159,20 @@ def test_channel_view_shows_the_top_examples(browser, report):
     assert "img/dataset/" in tile.evaluate("e => e.style.backgroundImage")
     assert errors == []
     page.close()
+
+
+@pytest.mark.parametrize("decode", ["cpu", "device"])
+def test_a_grey_model_mines_a_colour_dataset(dataset, tmp_path, decode):
+    """A 1-channel model: every image goes grey, and the receptive fields (measured before
+    the pass) are taken on one channel."""
+    torch.manual_seed(0)
+    grey = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(4, 4, 3, stride=2), torch.nn.Flatten(),
+                               torch.nn.LazyLinear(3)).eval()
+    grey(torch.zeros(1, 1, 32, 32))
+    report = build_report(grey, None, None, tmp_path / "s", dataset=dataset, workers=0,
+                          top_k=2, size=32, decode=decode)
+    assert report.manifest["preprocessing"]["channels"] == 1
+    assert report.manifest["dataset"]["images"] == 27
+    assert [list(layer["receptive_field"]["size"]) for layer in report.manifest["layers"]] == \
+        [[3, 3], [5, 5]]

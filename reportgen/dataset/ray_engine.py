@@ -286,9 +286,10 @@ def _default_actors(ray: Any, cuda: bool) -> int:
 
 
 def _decode(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> dict[str, np.ndarray]:
-    """Ray Data task: files to preprocessed (3, S, S) arrays; failures flagged, with reasons."""
+    """Ray Data task: files to preprocessed (C, S, S) arrays; failures flagged, with reasons."""
     size = preprocessing.crop
-    images = np.zeros((len(batch["index"]), 3, size, size), dtype=np.float32)
+    images = np.zeros((len(batch["index"]), preprocessing.channels, size, size),
+                      dtype=np.float32)
     reasons = []
     for row, (index, path) in enumerate(zip(batch["index"], batch["path"], strict=True)):
         item = decode_file(int(index), str(path), preprocessing)

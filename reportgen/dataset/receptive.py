@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from reportgen.cachedir import cache_dir
+from reportgen.errors import ReportError
 from reportgen.forward.hooks import ConvHooks, record_name
+from reportgen.inputs.modelinput import input_channels
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,8 @@ def _replacement(module: nn.Module) -> nn.Module | None:
         return nn.Identity()
     if isinstance(module, nn.MaxPool2d):
         if module.dilation not in (1, (1, 1)):
-            raise ValueError("dilated max pooling has no average-pooling twin")
+            raise ReportError("The model uses dilated max pooling, whose receptive field "
+                              "cannot be measured, so --dataset cannot crop its examples.")
         return nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
                             ceil_mode=module.ceil_mode)
     if isinstance(module, nn.AdaptiveMaxPool2d):
@@ -198,7 +201,8 @@ def _measure(probe: nn.Module, layers: Sequence[str] | None, size: int,
         calls[name] = calls.get(name, 0) + 1
         outputs[record_name(name, calls[name])] = output
 
-    image = torch.ones(3, 3, size, size, requires_grad=True)
+    channels, _ = input_channels(probe)  # a grey model takes 1
+    image = torch.ones(3, channels, size, size, requires_grad=True)  # three probes
     with torch.enable_grad(), ConvHooks(probe, keep, list(layers) if layers else None):
         probe(image)
     missing = []

@@ -76,6 +76,11 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
                     preprocessing: Preprocessing, options: BuildOptions, site_dir: Path,
                     model_id: str | None, progress: bool) -> DatasetRun:
     """One pass over the dataset's ``files`` with hooks on ``layers`` (conv module paths)."""
+    # Before the pass (cached, and seconds at most): a model whose fields cannot be measured
+    # fails here, not after an hour of mining whose saved state is already gone.
+    started = time.perf_counter()
+    fields = receptive_fields(module, layers)
+    fields_seconds = time.perf_counter() - started
     mine_options = MineOptions(layers=tuple(layers), k=options.top_k, rectify=options.rectify)
     if options.engine == "ray":
         from reportgen.dataset.ray_engine import RaySettings, mine_ray
@@ -93,13 +98,11 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
                           # No resume for a URL: its files cannot be stat()ed cheaply.
                           state_file=None if files.remote else state_path(site_dir),
                           resume=options.resume, model_id=model_id, progress=progress)
-    mined = time.perf_counter()
-    fields = receptive_fields(module, layers)
     startup = (f", after {result.startup_seconds:.1f} s starting Ray"
                if options.engine == "ray" else "")
     log.info("Dataset (%s engine): %d images in %.1f s (%.1f images/s%s); receptive fields "
              "%.1f s", options.engine, result.decoded, result.seconds,
-             result.decoded / max(result.seconds, 1e-9), startup, time.perf_counter() - mined)
+             result.decoded / max(result.seconds, 1e-9), startup, fields_seconds)
     return DatasetRun(files, result, fields)
 
 
