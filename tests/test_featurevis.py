@@ -16,7 +16,6 @@ from reportgen.errors import ReportError
 from reportgen.explain.cache import (
     FeatureVisCache,
     default_cache_dir,
-    model_fingerprint,
     visualise_cached,
 )
 from reportgen.explain.channels import parse_channel_specs
@@ -33,6 +32,7 @@ from reportgen.explain.folding import fold_batchnorm
 from reportgen.explain.sprites import feature_vis_entry, write_sprites
 from reportgen.explain.tap import LayerTap, untouched
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.inputs.weightfiles import model_fingerprint
 
 ENV_VAR = "REPORTGEN_CACHE_DIR"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry",
@@ -353,3 +353,14 @@ def test_one_channel_that_does_not_fit_is_one_line() -> None:
 
     with pytest.raises(ReportError, match="single channel does not fit"):
         in_batches([5], 1, run)
+
+
+def test_random_weights_with_batchnorm_are_fingerprinted() -> None:
+    """No weights file (-w none, a notebook's own module): the state dict is hashed, 0-d
+    buffers such as BatchNorm's num_batches_tracked included, and any change shows."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    before = model_fingerprint(model)
+    assert before.startswith("state_dict:") and model_fingerprint(model) == before
+    with torch.no_grad():
+        model[1].num_batches_tracked += 1
+    assert model_fingerprint(model) != before

@@ -24,7 +24,6 @@ from reportgen.dataset.layer import Example, LayerState
 from reportgen.dataset.state import (
     SavedRun,
     load_state,
-    model_fingerprint,
     remove_state,
     run_fingerprint,
     save_state,
@@ -35,6 +34,7 @@ from reportgen.errors import ReportError
 from reportgen.forward.device import device_of, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.progress import bar as progress_bar
 
 DEFAULT_K = 9

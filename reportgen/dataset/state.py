@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from reportgen.dataset.decode import Skipped
 from reportgen.dataset.files import DatasetFiles
@@ -51,17 +50,6 @@ def state_path(site_dir: Path | str) -> Path:
     """The state file of a run writing ``site_dir``: a hidden file beside it."""
     site = Path(os.path.abspath(site_dir))
     return site.parent / f".{site.name}.dataset-state.pt"
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A hash of the class, parameter and buffer names, shapes, dtypes and values."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        if flat.numel():
-            digest.update(flat.view(torch.uint8).numpy().data)
-    return digest.hexdigest()
 
 
 def run_fingerprint(model_id: str, files: DatasetFiles, order: Sequence[int],

@@ -18,7 +18,6 @@ from reportgen.explain.attribution import (
 from reportgen.explain.cache import (
                                            FeatureVisCache,
                                            default_cache_dir,
-                                           model_fingerprint,
                                            visualise_cached,
 )
 from reportgen.explain.channels import parse_channel_specs
@@ -29,6 +28,7 @@ from reportgen.explain.featurevis import (
                                            visualise_with,
 )
 from reportgen.explain.sprites import feature_vis_entry, write_sprites
+from reportgen.inputs.weightfiles import model_fingerprint
 
 __all__ = ["Attribution", "FeatureVisCache", "FeatureVisSettings", "LayerAttribution",
            "Visualisation", "attribute", "cam_to_uint16", "default_cache_dir",

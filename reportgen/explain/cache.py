@@ -33,6 +33,7 @@ from reportgen.explain.featurevis import (
     visualise_with,
 )
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.pictures.pngio import encode_png
 
 _FORMAT = 1  # of the entry files themselves
@@ -41,19 +42,6 @@ _FORMAT = 1  # of the entry files themselves
 def default_cache_dir() -> Path:
     """``$REPORTGEN_CACHE_DIR/featurevis``, else ``~/.cache/reportgen/featurevis``."""
     return cache_dir("featurevis")
-
-
-def model_fingerprint(module: nn.Module, weights: Mapping[str, Any] | None = None) -> str:
-    """The weights file's SHA-256 when known (``LoadedModel.weights``), else a hash of the
-    state dict: names, dtypes, shapes and bytes, so any change of a parameter shows."""
-    if weights and weights.get("sha256"):
-        return f"sha256:{weights['sha256']}"
-    digest = hashlib.sha256(type(module).__name__.encode())
-    for name, tensor in module.state_dict().items():
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return f"state_dict:{digest.hexdigest()}"
 
 
 class FeatureVisCache:

@@ -23,6 +23,7 @@ from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import Visualisation, batch_size_for, in_batches
 from reportgen.explain.sprites import write_sprites
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import BuildOptions
 from reportgen.progress import stage
 from reportgen.report.model import IMAGE_DIR, AttributionRecord, Capture, FeatureVisRecord
@@ -46,12 +47,15 @@ def feature_visualisations(module: nn.Module, captures: list[Capture],
     slugs = {capture.name: capture.slug for capture in firsts}
     (site / FEATURE_VIS_DIR).mkdir(parents=True, exist_ok=True)
     records = {}
+    # Once per build: without a weights file it hashes every parameter.
+    fingerprint = model_fingerprint(module, weights)
     for layer, channels in chosen.items():
         say(f"Feature visualisation of {len(channels)} channels of {layer} "
             f"({options.feature_vis_steps} steps) ...")
+
         def run(chunk: list[int], size: int, layer: str = layer) -> list[Visualisation]:
             return visualise_cached(
-                module, layer, chunk, preprocessing=preprocessing, weights=weights,
+                module, layer, chunk, preprocessing=preprocessing, fingerprint=fingerprint,
                 use_cache=options.cache, steps=options.feature_vis_steps,
                 size=options.feature_vis_size, seed=options.seed, rectify=options.rectify,
                 batch_size=size, device=options.device, progress=log.debug)

@@ -13,12 +13,14 @@ import importlib.util
 import logging
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from reportgen.errors import ReportError
 from reportgen.inputs.checkpoints import FoundState, find_state_dict
@@ -174,3 +176,18 @@ def _read_safetensors(path: Path, shown: str) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
         raise ReportError(f"'{shown}' is not a valid safetensors file ({first}).") from None
+
+
+def model_fingerprint(module: nn.Module, weights: Mapping[str, Any] | None = None) -> str:
+    """What a cache or a resumable run keys the model's weights by: the weights file's
+    SHA-256 when known (``LoadedModel.weights``), else a hash of the state dict (names,
+    dtypes, shapes and bytes, so any change of a parameter shows; the dataset pass and the
+    feature-vis cache share it)."""
+    if weights and weights.get("sha256"):
+        return f"sha256:{weights['sha256']}"
+    digest = hashlib.sha256(type(module).__name__.encode())
+    for name, tensor in module.state_dict().items():
+        value = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d buffers too
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return f"state_dict:{digest.hexdigest()}"
