@@ -28,7 +28,7 @@ import torch
 from PIL import ExifTags, Image
 from torch.utils.data import DataLoader, Dataset
 
-from reportgen.dataset.decode import Batch, Decoded, Skipped, decode_bytes, decode_file
+from reportgen.dataset.decode import Batch, Decoded, Skipped, decode_bytes
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.remote import read_location
 from reportgen.errors import ReportError
@@ -58,6 +58,7 @@ class Encoded:
     data: torch.Tensor | None = None  # uint8 file bytes
     orientation: int = 1  # EXIF orientation, 1-8
     decoded: Decoded | None = None
+    shown: str = ""  # the file's name in a skip reason
 
 
 def device_orientation(data: bytes) -> int | None:
@@ -88,7 +89,8 @@ def read_encoded(index: int, location: str, preprocessing: Preprocessing) -> Enc
     orientation = device_orientation(data)
     if orientation is None:
         return Encoded(index, decoded=decode_bytes(index, data, shown, preprocessing))
-    return Encoded(index, torch.frombuffer(bytearray(data), dtype=torch.uint8), orientation)
+    return Encoded(index, torch.frombuffer(bytearray(data), dtype=torch.uint8), orientation,
+                   shown=shown)
 
 
 class EncodedDataset(Dataset[Encoded]):
@@ -194,6 +196,8 @@ def _model_input(item: Encoded, picture: torch.Tensor | None, files: DatasetFile
         return item.decoded.tensor if item.decoded.tensor is not None else item.decoded.reason
     if picture is not None:
         return preprocessing.of_tensor(picture)[0]
-    # The device refused what Pillow's header accepted: the CPU path decodes it or says why.
-    fallback = decode_file(item.index, files.location(item.index), preprocessing)
+    # The device refused what Pillow's header accepted: the CPU path decodes the bytes the
+    # worker read (no second read, no second fetch of a URL) or says why.
+    assert item.data is not None
+    fallback = decode_bytes(item.index, item.data.numpy().tobytes(), item.shown, preprocessing)
     return fallback.tensor if fallback.tensor is not None else fallback.reason

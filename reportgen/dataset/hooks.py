@@ -19,6 +19,7 @@ from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.layer import LayerState
 from reportgen.dataset.stats import priority
 from reportgen.dataset.topk import sort_keys
+from reportgen.errors import ReportError
 from reportgen.forward.device import laid_out
 from reportgen.forward.hooks import record_name
 
@@ -73,6 +74,7 @@ class Miner:
         self._calls: dict[str, int] = {}
         self._seen: list[_Seen] = []
         self._images = torch.empty(0, dtype=torch.int64)
+        self._indices = self._images
         self._threshold = torch.empty(0, dtype=torch.int64)
 
     def states(self) -> dict[str, LayerState]:
@@ -93,6 +95,7 @@ class Miner:
         if not batch.images.shape[0]:
             return
         self._calls, self._seen = {}, []
+        self._indices = batch.indices  # on the CPU, for the quantile sample
         self._images = batch.indices.to(self.device)
         if self.combined is not None:  # the k-th best key of every channel, before this batch
             self._threshold = self.combined.top.keys[:, -1]
@@ -138,15 +141,15 @@ class Miner:
             self.combined = LayerState.new("*", "*", start, (0, 0), k=self.k,
                                            sample_size=self.sample_size, device=self.device)
         if [seen.name for seen in self._seen] != list(self.slots):
-            raise RuntimeError("the model ran different conv layers on this batch than on the "
-                               "first one; a dataset run needs the same layers every time")
+            raise ReportError("The model ran different conv layers on this batch than on the "
+                              "first one; a dataset run needs the same layers every time.")
         scores = torch.cat([seen.scores for seen in self._seen], dim=1)
         positions = torch.zeros(scores.shape, dtype=torch.int64, device=self.device)
         positions[torch.cat([seen.images for seen in self._seen]),
                   torch.cat([seen.channels + self.slots[seen.name].start
                              for seen in self._seen])] = torch.cat(
             [seen.positions for seen in self._seen])
-        self.combined.update(scores, self._images, priorities,
+        self.combined.update(scores, self._indices, priorities,
                              lambda rows, channels: positions[rows, channels])
         self._seen = []
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from reportgen.dataset.decode import Batch, Skipped, batches
-from reportgen.dataset.devicedecode import device_batches
+from reportgen.dataset.devicedecode import chosen_decode, device_batches
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.hooks import Miner
 from reportgen.dataset.layer import Example, LayerState
@@ -31,7 +31,7 @@ from reportgen.dataset.state import (
 from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
 from reportgen.dataset.topk import MAX_IMAGES
 from reportgen.errors import ReportError
-from reportgen.forward.device import device_of, parse_device
+from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
@@ -111,8 +111,9 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     saved run of the same fingerprint; ``model_id`` names the weights so they need not be
     hashed. ``progress`` draws a tqdm bar on stderr (default: only when stderr is a TTY).
     Undecodable files are skipped; the run fails only when none decodes. ``decode`` is
-    ``"cpu"`` (each file decoded in a DataLoader worker) or ``"device"`` (JPEGs decoded in
-    batches on ``device``, :mod:`reportgen.dataset.devicedecode`).
+    ``"cpu"`` (each file decoded in a DataLoader worker), ``"device"`` (JPEGs decoded in
+    batches on ``device``, :mod:`reportgen.dataset.devicedecode`) or ``"auto"`` (device on a
+    GPU).
     """
     started = time.perf_counter()
     _check_options(options, len(files))
@@ -121,6 +122,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     if not order:
         raise ReportError("The dataset selection is empty; there are no images to run.")
     torch_device = parse_device(device)
+    decode = chosen_decode(decode, torch_device)
     fingerprint = ""
     saved: SavedRun | None = None
     if state_file is not None:
@@ -135,11 +137,9 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     miner = Miner(run.layers, k=options.k, rectify=options.rectify,
                   sample_size=options.sample_size, device=torch_device)
     bar = progress_bar("dataset", len(order), "img", progress, initial=run.done)
-    original = device_of(model)
     count = 0
     try:
-        model.to(torch_device)
-        with ConvHooks(model, miner, chosen):
+        with moved_to(model, torch_device), ConvHooks(model, miner, chosen):
             model.eval()
             last_saved = run.done
             for batch in _batches(files, preprocessing, order[run.done:], batch_size, workers,
@@ -158,7 +158,6 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
                                           len(run.skipped), count))
     finally:
         bar.close()
-        model.to(original)
     # The result is read on the CPU (crops, pages): one copy now, not one per channel later.
     run.layers = {name: state.to("cpu") for name, state in miner.states().items()}
     decoded = run.done - len(run.skipped)
@@ -178,8 +177,6 @@ def _batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequenc
     if decode == "device":
         return device_batches(files, preprocessing, indices, batch_size=batch_size,
                               workers=workers, device=device)
-    if decode != "cpu":
-        raise ReportError(f"Unknown decode '{decode}'; use cpu or device.")
     return batches(files, preprocessing, indices, batch_size=batch_size, workers=workers)
 
 

@@ -223,8 +223,8 @@ def _pass(ray: Any, model: nn.Module, files: DatasetFiles, preprocessing: Prepro
                 if merged is None:
                     merged, slots = state, batch_slots
                 elif batch_slots != slots:
-                    raise RuntimeError("the model ran different conv layers on two batches; a "
-                                       "dataset run needs the same layers every time")
+                    raise ReportError("The model ran different conv layers on two batches; a "
+                                      "dataset run needs the same layers every time.")
                 else:
                     merged = _merge(merged, state)
             bar.update(int(row["files"]))

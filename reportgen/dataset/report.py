@@ -20,12 +20,10 @@ import torch
 from torch import nn
 
 from reportgen.dataset.crops import write_crops
-from reportgen.dataset.devicedecode import chosen_decode
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import ReceptiveField, receptive_fields
 from reportgen.dataset.state import state_path
-from reportgen.forward.device import parse_device
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
 from reportgen.pictures.pngio import PngWriter
@@ -94,7 +92,7 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
             result = mine(module, files, preprocessing, mine_options,
                           batch_size=options.batch_size, workers=options.workers,
                           device=options.device,
-                          decode=chosen_decode(options.decode, parse_device(options.device)),
+                          decode=options.decode,
                           # No resume for a URL: its files cannot be stat()ed cheaply.
                           state_file=None if files.remote else state_path(site_dir),
                           resume=options.resume, model_id=model_id, progress=progress)
