@@ -203,46 +203,49 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
         clock.lap("image")
 
         with staged_folder(target) as site:
-            with PngWriter(chosen_options.compress_level) as writer, \
-                    core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-                hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
-                          f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
-                say(f"Running {loaded.name} once with hooks on {hooked} ...")
-                with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
-                    recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
-                                                  dataset.peaks() if dataset else None,
-                                                  input_hw=(batch.shape[-2], batch.shape[-1]),
-                                                  batch_size=batch.shape[0])
-                    logits = _forward(loaded, batch, torch_device, recorder, chosen)
-                skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
-                clock.lap("forward")
-                clock.timings["forward"] -= recorder.seconds
-                clock.timings["grids"] = recorder.seconds
-                for number in range(len(givens)):
-                    writer.submit(preprocessing.to_picture(batch[number:number + 1]),
-                                  site / input_png(number))
-                examples = (dataset_layers(dataset, recorder.captures, site, writer, chosen_options)
-                            if dataset else {})
-                clock.lap("dataset crops")
-                # Attribution and feature visualisation work on conv outputs: other layers
-                # have none.
-                conv_captures = [capture for capture in recorder.captures
-                                 if capture.module_name in conv_names]
-                explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
-                                          loaded.categories, site)
-                             if chosen_options.explain and conv_captures else {})
-                clock.lap("attribution")
+            with PngWriter(chosen_options.compress_level) as writer:
+                with core_left_for_png(batch.shape[-2] * batch.shape[-1]):
+                    hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
+                              f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
+                    say(f"Running {loaded.name} once with hooks on {hooked} ...")
+                    with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
+                        recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
+                                                      dataset.peaks() if dataset else None,
+                                                      input_hw=(batch.shape[-2], batch.shape[-1]),
+                                                      batch_size=batch.shape[0])
+                        logits = _forward(loaded, batch, torch_device, recorder, chosen)
+                    skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
+                    clock.lap("forward")
+                    clock.timings["forward"] -= recorder.seconds
+                    clock.timings["grids"] = recorder.seconds
+                    for number in range(len(givens)):
+                        writer.submit(preprocessing.to_picture(batch[number:number + 1]),
+                                      site / input_png(number))
+                    examples = (dataset_layers(dataset, recorder.captures, site, writer,
+                                               chosen_options) if dataset else {})
+                    clock.lap("dataset crops")
+                    # Attribution and feature visualisation work on conv outputs: other layers
+                    # have none.
+                    conv_captures = [capture for capture in recorder.captures
+                                     if capture.module_name in conv_names]
+                    explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
+                                              loaded.categories, site)
+                                 if chosen_options.explain and conv_captures else {})
+                    clock.lap("attribution")
+                    filters = list(_filter_pictures(recorder.captures, loaded.module, writer,
+                                                    site))
+                    clock.lap("filters")
+                # Minutes of optimisation with all of torch's threads: the writer's queue has
+                # long drained, and the sprites are written here, not by it.
                 visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
                                                      chosen_options, loaded.weights, site, say,
                                                      show_progress)
                               if chosen_options.feature_vis and conv_captures
                               and isinstance(preprocessing, Preprocessing) else {})
                 clock.lap("feature vis")
-                layers = [LayerRecord.of(capture, filters, examples.get(capture.name),
+                layers = [LayerRecord.of(capture, pictures, examples.get(capture.name),
                                          visualised.get(capture.name), explained.get(capture.name))
-                          for capture, filters in _filter_pictures(recorder.captures, loaded.module,
-                                                                   writer, site)]
-                clock.lap("filters")
+                          for capture, pictures in filters]
                 with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
                     writer.close(ticker.update)
                 clock.lap("png")

@@ -125,3 +125,27 @@ def test_ctrl_c_in_feature_visualisation_resumes_from_the_finished_batches(tmp_p
     assert asked == [[4, 5]]  # the first batch came from the cache
     assert sorted(report.manifest["layers"][1]["feature_vis"]["channels"], key=int) == [
         "0", "1", "2", "3", "4", "5"]
+
+
+def test_feature_visualisation_gets_all_of_torchs_threads(tmp_path, monkeypatch, tiny_net,
+                                                          gradient_image):
+    """The forward pass leaves a core to the PNG encoders (core_left_for_png); minutes of
+    optimisation afterwards must not run one thread short."""
+    import torch
+
+    real = reportgen.explain.cache.visualise_with
+    seen: list[int] = []
+
+    def counting(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reportgen.explain.cache, "visualise_with", counting)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        build_report(tiny_net, None, gradient_image, tmp_path / "site", size=32,
+                     feature_vis="body.1:0-1", feature_vis_steps=1, feature_vis_size=16)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]
