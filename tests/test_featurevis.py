@@ -364,3 +364,13 @@ def test_random_weights_with_batchnorm_are_fingerprinted() -> None:
     with torch.no_grad():
         model[1].num_batches_tracked += 1
     assert model_fingerprint(model) != before
+
+
+def test_a_cache_that_cannot_be_written_costs_no_report(tmp_path: Path, caplog) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be\n")
+    model = TinyNet()
+    made = visualise_cached(model, "stem", [1], cache_dir=blocked / "featurevis", **QUICK)
+    assert [v.channel for v in made] == [1] and made[0].picture.shape == (24, 24, 3)
+    assert "cache not written" in caplog.text
+    assert blocked.read_text() == "a file where the cache folder should be\n"

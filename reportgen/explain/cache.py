@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ from reportgen.explain.featurevis import (
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.pictures.pngio import encode_png
+from reportgen.publish.staging import atomic_write
 
+log = logging.getLogger(__name__)
 _FORMAT = 1  # of the entry files themselves
 
 
@@ -66,7 +68,7 @@ class FeatureVisCache:
 
             with Image.open(png) as opened:
                 picture = np.asarray(opened.convert("RGB")).copy()
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         if picture.shape != (settings.size, settings.size, 3):
             return None
@@ -74,14 +76,20 @@ class FeatureVisCache:
 
     def put(self, fingerprint: str, visualisation: Visualisation,
             settings: FeatureVisSettings) -> None:
+        """Store an entry (PNG first, JSON last). A cache that cannot be written (a read-only
+        home, a full disk) costs a recomputation next time, never the report."""
         png, meta = self._paths(self.key(fingerprint, visualisation.layer,
                                          visualisation.channel, settings))
-        png.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(png, encode_png(visualisation.picture))
         record = {"layer": visualisation.layer, "channel": visualisation.channel,
                   "objective": visualisation.objective, "model": fingerprint,
                   "settings": settings.describe()}
-        _atomic_write(meta, json.dumps(record, indent=1, sort_keys=True).encode())
+        try:
+            atomic_write(png, lambda path: path.write_bytes(encode_png(visualisation.picture)))
+            atomic_write(meta, lambda path: path.write_text(
+                json.dumps(record, indent=1, sort_keys=True), encoding="utf-8"))
+        except OSError as error:
+            log.warning("Feature visualisation cache not written in %s (%s)", self.folder,
+                        error)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         shard = self.folder / key[:2]
@@ -116,14 +124,3 @@ def visualise_cached(module: nn.Module, layer: str, channels: Sequence[int], *,
             cache.put(model_id, made, settings)
             found[made.channel] = made
     return [found[int(c)] for c in channels]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from reportgen.errors import ReportError
+from reportgen.forward.stats import rank_channels
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 _TOP = re.compile(r"^top(\d+)$", re.IGNORECASE)
@@ -98,6 +99,4 @@ def _top(layer: str, n: int, means: Mapping[str, Sequence[float]] | None) -> lis
     if means is None or layer not in means:
         raise ReportError(f"Channel spec for {layer}: top{n} needs the channel means on an "
                           "input image, and none were given.")
-    values = list(means[layer])
-    order = sorted(range(len(values)), key=lambda c: (-values[c], c))  # ties: lower index
-    return order[:n]
+    return rank_channels(list(means[layer]))[:n]  # ties: the lower index first

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from reportgen.errors import ReportError
+from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 
 
@@ -44,16 +45,11 @@ def layer_channels(module: nn.Module, layer: str) -> int:
 def untouched(module: nn.Module, device: torch.device | str = "cpu") -> Iterator[nn.Module]:
     """The module in eval mode on ``device``; each submodule's mode and the device restored."""
     modes = [(sub, sub.training) for sub in module.modules()]
-    original = next((p.device for p in module.parameters()), torch.device("cpu"))
-    moved = torch.device(device) != original
     try:
-        if moved:
-            module.to(device)
-        module.eval()
-        yield module
+        with moved_to(module, parse_device(device)):
+            module.eval()
+            yield module
     finally:
-        if moved:
-            module.to(original)
         for sub, training in modes:
             sub.training = training
 
