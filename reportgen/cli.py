@@ -25,6 +25,7 @@ from reportgen.options import (
     DEFAULT_SITE_DIR,
     DEFAULT_WEIGHTS,
     ENGINES,
+    FIGURE_NORMALIZATIONS,
     LAYER_TABLE_SIZE,
     MIN_TILE_CAP,
     NORMALIZATIONS,
@@ -253,7 +254,7 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
               help="PNG resolution, and that of the maps inside PDF/SVG.")
 @click.option("--columns", type=click.IntRange(min=1), default=None,
               help="Panels per row (default: from the width, 4 per 3.5 in).")
-@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="layer",
+@click.option("--normalize", type=click.Choice(FIGURE_NORMALIZATIONS), default="layer",
               show_default=True, help="One colour scale per layer, or one per channel.")
 @click.option("--cmap", default=None, help="Matplotlib colormap (default: the report's, or gray).")
 @click.option("--rectify/--no-rectify", default=None,

@@ -33,6 +33,8 @@ LAYER_TABLE_SIZE = 224
 #: the whole layer, each channel's exact min..max, or (with --dataset) from 0 to the channel's
 #: 99th-percentile peak over the dataset (see reportgen.pictures.ranges).
 NORMALIZATIONS = ("channel", "layer", "minmax", "dataset")
+#: `reportgen figure` runs one image and no dataset, so it has no dataset range.
+FIGURE_NORMALIZATIONS = tuple(mode for mode in NORMALIZATIONS if mode != "dataset")
 DEFAULT_TOP_K = 9
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_VIS_STEPS = 512

@@ -158,6 +158,16 @@ def test_unknown_format_is_refused_before_any_work(tmp_path):
         make_figure(tmp_path / "f.jpg", ["stem"], model="no-such-model")
 
 
+def test_the_dataset_range_is_refused_before_any_work(tmp_path):
+    """A figure has no dataset: --normalize dataset is one line, exit 2, not a KeyError."""
+    with pytest.raises(ReportError, match="cannot use the normalisation 'dataset'"):
+        make_figure(tmp_path / "f.pdf", ["stem"], model="no-such-model", normalize="dataset")
+    result = CliRunner().invoke(cli, ["figure", "-o", str(tmp_path / "f.pdf"), "--normalize",
+                                      "dataset"])
+    assert result.exit_code == 2 and "'dataset' is not one of" in result.output
+    assert not (tmp_path / "f.pdf").exists()
+
+
 def build_small_report(site: Path, image: object) -> reportgen.Report:
     return reportgen.build_report("mobilenet_v2", "none", image, site, size=64, seed=3,
                                   layers="features.0.0,features.1.conv.1", rectify=True)

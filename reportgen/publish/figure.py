@@ -40,7 +40,7 @@ from reportgen.options import (
     DEFAULT_IMAGE,
     DEFAULT_MODEL,
     DEFAULT_WEIGHTS,
-    NORMALIZATIONS,
+    FIGURE_NORMALIZATIONS,
     BuildOptions,
     choices,
 )
@@ -163,8 +163,9 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                           "name with .pdf, .svg or .png.")
     if target.is_dir():
         raise ReportError(f"'{target}' is a folder; pass a file name such as figure.pdf.")
-    if normalize not in NORMALIZATIONS:
-        raise ReportError(f"Unknown normalisation '{normalize}'; use {choices(NORMALIZATIONS)}.")
+    if normalize not in FIGURE_NORMALIZATIONS:
+        raise ReportError(f"A figure cannot use the normalisation '{normalize}'; use "
+                          f"{choices(FIGURE_NORMALIZATIONS)}.")
     if not 50 <= dpi <= 2400:
         raise ReportError(f"--dpi {dpi} is out of range; use 50-2400 (300 for print).")
     if columns is not None and columns < 1:
