@@ -176,3 +176,20 @@ def test_a_grey_model_mines_a_colour_dataset(dataset, tmp_path, decode):
     assert report.manifest["dataset"]["images"] == 27
     assert [list(layer["receptive_field"]["size"]) for layer in report.manifest["layers"]] == \
         [[3, 3], [5, 5]]
+
+
+def test_sheets_keep_their_size_when_the_dataset_is_smaller_than_k(dataset, tmp_path):
+    """Two images and k = 4: each channel has two crops in a four-column sheet. The page must
+    give the sheet's real size, or the browser scales it and shows the wrong pixels."""
+    import html
+    import re
+
+    report = build_report(net(), None, "coffee", tmp_path / "s", size=SIZE, layers=LAYERS[:1],
+                          dataset=dataset, top_k=4, limit=2, workers=0)
+    page = (report.site_dir / report.manifest["layers"][0]["page"]).read_text(encoding="utf-8")
+    data = json.loads(html.unescape(re.search(r"data-channels='([^']*)'", page).group(1)))
+    sheets = data["dataset"]["sheets"]
+    assert sheets and all(len(rows) == 2 for rows in data["dataset"]["examples"])
+    for sheet in sheets:
+        assert (sheet["width"], sheet["height"]) == Image.open(report.site_dir /
+                                                               sheet["src"]).size

@@ -84,6 +84,9 @@ class LayerCrops:
     receptive_field: ReceptiveField
     sheets: list[str] = field(default_factory=list)
     examples: list[list[CroppedExample]] = field(default_factory=list)
+    #: Each sheet's (width, height) in pixels: k columns wide even where a channel has fewer
+    #: than k examples (a dataset smaller than k), so pages cannot tell it from the crops.
+    sheet_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,6 +161,7 @@ def _plan(result: MineResult, fields: dict[str, ReceptiveField],
                 sheets.append(_Sheet(f"{CROP_DIR}/{slug}-{len(crops.sheets):03d}.png", rows,
                                      state.top.k))
                 crops.sheets.append(sheets[-1].path)
+                crops.sheet_sizes[sheets[-1].path] = (state.top.k * crop_size, rows * crop_size)
             found = []
             for rank, example in enumerate(state.examples(channel)):
                 left, top = rank * crop_size, row * crop_size

@@ -138,5 +138,6 @@ def dataset_layers(run: DatasetRun, captures: list[Capture], site: Path, writer:
         percentile = [round(state.percentile(channel, value), 2)
                       for channel, value in enumerate(capture.stats.channel_max)]
         layers[capture.name] = LayerDataset(path, layer_crops.examples, state.summaries(),
-                                            percentile, layer_crops.receptive_field)
+                                            percentile, layer_crops.receptive_field,
+                                            layer_crops.sheet_sizes)
     return layers

@@ -78,6 +78,7 @@ class LayerDataset:
     summaries: list[ChannelSummary]  # per channel: statistics of the spatial maxima
     percentile: list[float]  # per channel: % of the dataset the report's image beats
     receptive_field: ReceptiveField
+    sheets: dict[str, tuple[int, int]]  # each sprite sheet: src -> (width, height)
 
 
 @dataclass(frozen=True)

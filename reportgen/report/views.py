@@ -104,7 +104,6 @@ def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
         return None
     images: dict[str, int] = {}
     sheets: dict[str, int] = {}
-    extent: dict[str, list[int]] = {}
     channels = []
     for examples in layer.dataset.examples:
         rows = []
@@ -112,18 +111,16 @@ def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
             crop = example.crop
             image = images.setdefault(example.image, len(images))
             sheet = sheets.setdefault(crop.src, len(sheets))
-            size = extent.setdefault(crop.src, [0, 0])
-            size[0], size[1] = max(size[0], crop.x + crop.width), max(size[1], crop.y + crop.height)
             rows.append([image, float(f"{example.score:.4g}"), example.y, example.x, sheet,
                          crop.x, crop.y, crop.width, crop.height])
         channels.append(rows)
     summaries = layer.dataset.summaries
     return {"images": list(images), "examples": channels,
-            "sheets": [{"src": src, "width": extent[src][0], "height": extent[src][1]}
-                       for src in sheets],
+            "sheets": [{"src": src, "width": layer.dataset.sheets[src][0],
+                        "height": layer.dataset.sheets[src][1]} for src in sheets],
             "p50": _rounded([s.p50 for s in summaries]),
             "p99": _rounded([s.p99 for s in summaries]),
-            "percentile": layer.dataset.percentile}
+            "percentile": _rounded(layer.dataset.percentile)}  # NaN would break the JSON
 
 
 def _feature_vis_view(layer: LayerRecord) -> dict[str, Any] | None:
