@@ -84,3 +84,27 @@ def test_channel_view_shows_every_image_side_by_side(browser, tmp_path):
     assert "act-2.png" in grid
     assert errors == []
     page.close()
+
+
+@pytest.mark.browser
+def test_switching_images_keeps_attribution_and_labels_the_percentile(browser, tmp_path):
+    """Attribution (and a dataset's percentile) belong to the first image: after switching to
+    another image, the channel view still opens and sorts by contribution without an error."""
+    site = tmp_path / "site"
+    build_report("mobilenet_v2", "none", ["coffee", "chelsea"], site, size=64,
+                 layers="features.1.conv.0.0", explain="top")
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto((site / "layer-features.1.conv.0.0.html").as_uri())
+    page.get_by_label("2. chelsea").check()
+    page.locator('input[type="radio"][value="contribution"]').check()
+    page.goto((site / "layer-features.1.conv.0.0.html").as_uri() + "#features.1.conv.0.0:3")
+    page.locator('[data-channel="features.1.conv.0.0:3"]').wait_for(state="visible")
+    page.keyboard.press("Escape")
+    page.get_by_label("2. chelsea").check()
+    page.locator('.tile[data-index="5"]').click()
+    page.locator('[data-channel="features.1.conv.0.0:5"]').wait_for(state="visible")
+    assert "rank" in page.locator(".cv-contribution").text_content()
+    assert errors == []
+    page.close()

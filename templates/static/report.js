@@ -307,9 +307,13 @@
     d.positive = view.positive;
     d.flat = view.flat;
     d.grid.src = view.grid;
+    // Attribution ran on the first image: its contribution order stays whichever is shown.
+    var contribution = d.ranking && d.ranking.contribution;
     if (!view.ranking) view.ranking = { mean: rankBy(view.mean), max: rankBy(view.max) };
+    if (contribution) view.ranking.contribution = contribution;
     d.ranking = view.ranking;
     this.rank = { mean: inverse(view.ranking.mean), max: inverse(view.ranking.max) };
+    if (contribution) this.rank.contribution = inverse(contribution);
     this.box.style.setProperty("--grid", 'url("' + new URL(view.grid, document.baseURI).href + '")');
     for (var k = 0; k < this.count; k++) {
       this.tiles[k].classList.toggle("flat", !!d.flat[k]);
@@ -426,10 +430,12 @@
   Layer.prototype.fillDataset = function (k) {
     var set = this.dataset, list = this.dialog.querySelector(".cv-examples");
     if (!set || !list) return;
-    var d = this.data, at = set.percentile[k];
+    // The percentile is the first image's: say so, with its peak, when another is shown.
+    var first = this.image ? this.images[0] : this.data, at = set.percentile[k];
     this.dialog.querySelector(".cv-percentile").textContent = (at === null ? "" :
-      "This image excites channel " + k + " more than " + at.toFixed(1) + "% of the dataset") +
-      " (its peak " + fmt(d.max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
+      (this.image ? "The first image" : "This image") + " excites channel " + k +
+      " more than " + at.toFixed(1) + "% of the dataset") +
+      " (its peak " + fmt(first.max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
       ", 99th percentile " + fmt(set.p99[k]) + ").";
     list.textContent = "";
     var rows = set.examples[k] || [];
