@@ -11,7 +11,6 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from pathlib import PurePath
 from typing import Any
 
 import click
@@ -30,6 +29,7 @@ from reportgen.options import (
     MIN_TILE_CAP,
     NORMALIZATIONS,
     BuildOptions,
+    path_base_name,
 )
 
 DEFAULTS = BuildOptions()
@@ -342,7 +342,7 @@ def _base_name(name: str | None, text: str) -> str:
     """Paths are recorded by base name only: no user's folder layout is published."""
     if name in ("images", "weights", "site_dir", "categories_file", "dataset") and (
             "/" in text or "\\" in text):
-        return PurePath(text).name
+        return path_base_name(text)
     if name == "model":  # a model file outside the current folder: by its base name
         from reportgen.inputs.modelspec import parse_model_spec
 

@@ -276,5 +276,11 @@ def _joined(values: tuple[Any, ...]) -> str:
     return ",".join(repr(value) if isinstance(value, float) else str(value) for value in values)
 
 
+def path_base_name(text: str) -> str:
+    """How a path is recorded (manifest, Reproduce command, dataset root): its base name, so
+    no user's folder layout is published; the text itself when it has none (``.``, ``/``)."""
+    return PurePath(text).name or text
+
+
 def _base_name(value: Any) -> Any:
-    return PurePath(value).name if isinstance(value, str) else value
+    return path_base_name(value) if isinstance(value, str) else value

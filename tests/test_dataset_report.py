@@ -26,6 +26,7 @@ from reportgen import build_report
 from reportgen.cli import cli
 from reportgen.dataset import list_dataset
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.options import BuildOptions
 
 LAYERS = ["layer1.0.conv1", "layer4.1.conv2"]
 SIZE = 64
@@ -193,3 +194,14 @@ def test_sheets_keep_their_size_when_the_dataset_is_smaller_than_k(dataset, tmp_
     for sheet in sheets:
         assert (sheet["width"], sheet["height"]) == Image.open(report.site_dir /
                                                                sheet["src"]).size
+
+
+@pytest.mark.parametrize(("given", "recorded"), [(".", "."), ("/data/photos/", "photos"),
+                                                 ("photos", "photos")])
+def test_the_dataset_is_recorded_by_base_name_and_reproducible(given, recorded):
+    """`--dataset .` was recorded as '' and dropped from the Reproduce command, which then
+    kept --normalize dataset without a dataset."""
+    options = BuildOptions(dataset=given, normalize="dataset")
+    assert options.recorded()["dataset"] == recorded
+    words = options.command_words(False)
+    assert words[words.index("--dataset") + 1] == recorded

@@ -25,7 +25,7 @@ from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import ReceptiveField, receptive_fields
 from reportgen.dataset.state import state_path
 from reportgen.inputs.preprocess import Preprocessing
-from reportgen.options import BuildOptions
+from reportgen.options import BuildOptions, path_base_name
 from reportgen.pictures.pngio import PngWriter
 from reportgen.report.model import Capture, DatasetSummary, LayerDataset
 
@@ -46,7 +46,7 @@ class DatasetRun:
 
     def summary(self, options: BuildOptions) -> DatasetSummary:
         return DatasetSummary(
-            root=Path(self.files.root).name or str(self.files.root), files=len(self.files),
+            root=path_base_name(str(self.files.root)), files=len(self.files),
             images=self.result.decoded,
             skipped=[(item.path, item.reason) for item in self.result.skipped],
             top_k=options.top_k, sample_size=self.result.options.sample_size,
