@@ -21,7 +21,7 @@ from torch import nn
 from reportgen.dataset.remote import load_location
 from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
 from reportgen.errors import ReportError
-from reportgen.explain.report import attributions, feature_visualisations
+from reportgen.explain.report import attributions, check_explanations, feature_visualisations
 from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device, placed
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.forward.recorder import ActivationRecorder
@@ -178,6 +178,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing "
                               "to show; --layers can name other layers (--layers @blocks: its "
                               "blocks).")
+        check_explanations(chosen_options, loaded.module, chosen, loaded.categories)
         preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
                                                    chosen_options)
         dataset = None

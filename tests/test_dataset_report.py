@@ -25,6 +25,7 @@ from dataset_helpers import (  # noqa: F401
 from reportgen import build_report
 from reportgen.cli import cli
 from reportgen.dataset import list_dataset
+from reportgen.errors import ReportError
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
 
@@ -205,3 +206,22 @@ def test_the_dataset_is_recorded_by_base_name_and_reproducible(given, recorded):
     assert options.recorded()["dataset"] == recorded
     words = options.command_words(False)
     assert words[words.index("--dataset") + 1] == recorded
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"feature_vis": "layer1.0.conv1:64"}, "out of range|has channels"),
+    ({"feature_vis": "nothing.here:0"}, "matches no conv layer"),
+    ({"explain": "no such label"}, "Unknown class 'no such label'"),
+])
+def test_bad_explanation_options_fail_before_the_dataset_pass(dataset, tmp_path, monkeypatch,
+                                                               options, message):
+    """A spec that cannot work is refused before hours of mining, not after them."""
+    import reportgen.build
+
+    def no_mining(*args, **kwargs):
+        raise AssertionError("the dataset pass ran before the options were checked")
+
+    monkeypatch.setattr(reportgen.build, "mine_for_report", no_mining)
+    with pytest.raises(ReportError, match=message):
+        build_report(net(), None, "coffee", tmp_path / "s", size=SIZE, layers=LAYERS,
+                     dataset=dataset, workers=0, **options)

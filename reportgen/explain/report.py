@@ -22,6 +22,7 @@ from reportgen.explain.cache import visualise_cached
 from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import Visualisation, batch_size_for, in_batches
 from reportgen.explain.sprites import write_sprites
+from reportgen.forward.hooks import conv_layers
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import BuildOptions
@@ -31,6 +32,23 @@ from reportgen.report.model import IMAGE_DIR, AttributionRecord, Capture, Featur
 log = logging.getLogger(__name__)
 
 FEATURE_VIS_DIR = f"{IMAGE_DIR}/featurevis"
+
+
+def check_explanations(options: BuildOptions, module: nn.Module, chosen: list[str],
+                       categories: list[str] | None) -> None:
+    """Refuse a bad --feature-vis spec or --explain label before the long stages (a dataset
+    pass can take hours) rather than after them. ``topN`` is checked with placeholder means;
+    the real ones come from the forward pass."""
+    if options.feature_vis:
+        convs = dict(conv_layers(module))
+        layers = {name: int(convs[name].out_channels) for name in chosen if name in convs}
+        parse_channel_specs(options.feature_vis, layers,
+                            {name: [0.0] * count for name, count in layers.items()})
+    target = options.explain
+    if target and target != "top" and not target.strip().lstrip("-").isdigit() and (
+            not categories or target not in categories):
+        raise ReportError(f"Unknown class '{target}'; give a class index or one of the "
+                          "model's category labels.")
 
 
 def feature_visualisations(module: nn.Module, captures: list[Capture],
