@@ -205,13 +205,16 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
 
         with staged_folder(target) as site:
             with PngWriter(chosen_options.compress_level) as writer:
+                # Only --normalize dataset draws on the dataset's peaks.
+                peaks = (dataset.peaks() if dataset and chosen_options.normalize == "dataset"
+                         else None)
                 with core_left_for_png(batch.shape[-2] * batch.shape[-1]):
                     hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
                               f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
                     say(f"Running {loaded.name} once with hooks on {hooked} ...")
                     with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
                         recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
-                                                      dataset.peaks() if dataset else None,
+                                                      peaks,
                                                       input_hw=(batch.shape[-2], batch.shape[-1]),
                                                       batch_size=batch.shape[0])
                         logits = _forward(loaded, batch, torch_device, recorder, chosen)

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = "examples"
 #: The dataset range of --normalize dataset: 0 to this quantile of a channel's peaks.
-RANGE_QUANTILE = "p99"
+RANGE_QUANTILE = 0.99
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class DatasetRun:
 
     def peaks(self) -> dict[str, torch.Tensor]:
         """Per layer, each channel's p99 peak over the dataset: --normalize dataset's white."""
-        return {name: torch.tensor([getattr(s, RANGE_QUANTILE) for s in state.summaries()])
+        return {name: state.quantiles((RANGE_QUANTILE,))[0].float()
                 for name, state in self.result.layers.items()}
 
 
