@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,22 +18,33 @@ from typing import Any
 import torch
 from torch import nn
 
+from reportgen.analysis import Analysis, LayerContext, ModelContext
+from reportgen.clock import Clock
+from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.remote import load_location
-from reportgen.dataset.report import dataset_files, dataset_layers, mine_for_report
+from reportgen.dataset.report import DatasetExamples, DatasetRun, dataset_files, mine_for_report
 from reportgen.errors import ReportError
-from reportgen.explain.report import attributions, check_explanations, feature_visualisations
-from reportgen.forward.device import core_left_for_png, laid_out, moved_to, parse_device, placed
-from reportgen.forward.hooks import ConvHooks, conv_layers
-from reportgen.forward.recorder import ActivationRecorder
+from reportgen.explain.report import Attribution, FeatureVisualisation
+from reportgen.forward.device import core_left_for_png, parse_device, placed
+from reportgen.forward.hooks import conv_layers
+from reportgen.forward.predictions import category_notes, predictions
+from reportgen.forward.run import ForwardPass, run_forward
 from reportgen.forward.selection import choose_layers
-from reportgen.inputs.inputsize import explain_failure
-from reportgen.inputs.modelinput import input_preprocessing, model_batch, read_input
+from reportgen.inputs.images import SourceImage
+from reportgen.inputs.modelinput import (
+    AsGiven,
+    RawInput,
+    input_preprocessing,
+    model_batch,
+    read_input,
+)
 from reportgen.inputs.models import (
     LoadedModel,
     check_model,
     check_size_before_loading,
     load_model,
 )
+from reportgen.inputs.modelspec import ModelSpec
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import (
     DEFAULT_IMAGE,
@@ -43,16 +54,13 @@ from reportgen.options import (
     BuildOptions,
 )
 from reportgen.pictures.colormaps import colormap_lut
-from reportgen.pictures.kernels import filter_figure
+from reportgen.pictures.filters import filter_pictures
 from reportgen.pictures.pngio import PngWriter
 from reportgen.progress import stage
 from reportgen.publish.staging import check_target, staged_folder
 from reportgen.report import manifest as manifests
 from reportgen.report.model import (
-    IMAGE_DIR,
     MAX_IMAGES,
-    Capture,
-    FilterPicture,
     InputRecord,
     LayerRecord,
     ModelInfo,
@@ -110,15 +118,8 @@ class Report:
         return preview_html(self.record, self.site_dir)
 
 
-class _Stopwatch:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._last
-        self._last = now
+#: Every analysis a build can run, in the order it runs them (see reportgen.analysis).
+ANALYSES: tuple[Analysis, ...] = (DatasetExamples(), Attribution(), FeatureVisualisation())
 
 
 def build_report(model: str | nn.Module = DEFAULT_MODEL,
@@ -129,149 +130,181 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                  **overrides: Any) -> Report:
     """Run the model once on the image and publish every conv layer's view of it.
 
-    ``model`` is a torchvision classification model name, ``timm:NAME``,
-    ``package.module:factory`` or ``path/to/file.py:factory`` (``model_args`` passes keyword
-    arguments), or your own ``nn.Module``;
-    ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
-    a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
-    or a tensor, or a list of up to 16 of them, shown side by side on one shared range (with
-    ``preprocess=False``: tensors that are the model's input, used exactly as given). How
-    to build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
-    (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
-    ``options``. ``command`` is the command line that asked for this build, for the manifest.
-    ``progress`` receives one-line messages; ``show_progress`` draws progress bars on stderr
-    for the slow stages (after two seconds, and only on a terminal).
-    Returns a :class:`Report` describing what was written to ``site_dir``.
+    ``model``: a torchvision model name, ``timm:NAME``, ``package.module:factory``,
+    ``path/to/file.py:factory`` (``model_args`` passes keyword arguments) or your own
+    ``nn.Module``. ``weights``: ``"DEFAULT"``, ``"none"``, a weights enum name such as
+    ``"IMAGENET1K_V1"`` or a checkpoint path. ``image``: an skimage sample name, a file path, a
+    PIL image, an array or a tensor, or a list of up to 16 of them on one shared range (with
+    ``preprocess=False``: the model's input tensors, used as given). ``options`` (a
+    :class:`~reportgen.options.BuildOptions`) and its fields as keywords say how to build.
+    ``command``: the command line, for the manifest; ``progress`` receives one-line messages;
+    ``show_progress`` draws bars on stderr (after two seconds, only on a terminal).
     """
-    chosen_options = BuildOptions.of(options, **overrides)
-    say = progress or log.info
-    clock = _Stopwatch()
-    colormap_lut(chosen_options.cmap)  # an unknown colormap fails before any work is done
-    torch_device = parse_device(chosen_options.device)
+    chosen = BuildOptions.of(options, **overrides)
+    say, clock = progress or log.info, Clock()
+    analyses = [analysis for analysis in ANALYSES if analysis.wanted(chosen)]
+    with clock("image"):
+        plan = _plan(model, image, site_dir, chosen)
+    say(f"Loading {plan.spec.text if plan.spec is not None else type(model).__name__} ...")
+    with clock("model"):
+        loaded = load_model(model, weights, seed=chosen.seed, categories=plan.categories,
+                            model_args=chosen.model_args, weights_key=chosen.weights_key)
+    with ExitStack() as on_device:
+        # On the device once for the whole build, so every stage's own move is a no-op: the
+        # build's own model stays there; a caller's module goes back at the end, also after
+        # an error (one already on the device is not copied at all).
+        with clock("to device") if plan.device.type != "cpu" else nullcontext():
+            on_device.enter_context(placed(loaded.module, plan.device,
+                                           restore=isinstance(model, nn.Module)))
+        context = _model_context(loaded, chosen)
+        for analysis in analyses:
+            analysis.check(context)
+        preprocessing, notes = input_preprocessing(plan.givens, loaded.module,
+                                                   loaded.preprocessing, chosen)
+        with clock("dataset"):
+            dataset = _mine(plan, loaded, context, preprocessing, say, show_progress)
+        with clock("image"):
+            givens: list[SourceImage | RawInput] = (
+                plan.givens if plan.givens or dataset is None
+                else [load_location(dataset.first_image())])
+            batch, input_notes = model_batch(givens, preprocessing, loaded.module)
+        with staged_folder(plan.target) as site, PngWriter(chosen.compress_level) as writer:
+            with core_left_for_png(batch.shape[-2] * batch.shape[-1]):
+                with clock("forward"):
+                    forward = _forward(loaded, batch, plan.device, context, site, writer,
+                                       dataset, say, show_progress)
+                clock.move(forward.grid_seconds, "forward", "grids")
+                for number in range(len(givens)):
+                    writer.submit(preprocessing.to_picture(batch[number:number + 1]),
+                                  site / input_png(number))
+                layer_context = LayerContext(context, loaded.weights, preprocessing, batch,
+                                             forward.captures, dataset, site, writer, say,
+                                             show_progress)
+                results = _run_analyses([a for a in analyses if not a.needs_all_threads],
+                                        layer_context, clock)
+                with clock("filters"):
+                    filters = filter_pictures(forward.captures, loaded.module, writer, site)
+            # Minutes of optimisation with all of torch's threads: the writer's queue has
+            # long drained, and the sprites are written here, not by it.
+            results |= _run_analyses([a for a in analyses if a.needs_all_threads],
+                                     layer_context, clock)
+            layers = [LayerRecord.of(capture, pictures,
+                                     **{name: found.get(capture.name)
+                                        for name, found in results.items()})
+                      for capture, pictures in filters]
+            with clock("png"), stage("Writing PNGs", writer.pending, "file",
+                                     show_progress) as ticker:
+                writer.close(ticker.update)
+            record = _record(loaded, chosen, preprocessing, givens, layers, forward,
+                             [*loaded.notes, *notes, *input_notes], dataset, command)
+            with clock("html"):
+                written = manifests.write(site, record)
+                write_pages(site, record, preprocessing.input_size)
+            with clock("single file"):
+                single = _single_file(site, say) if chosen.self_contained else None
+    final = Path(site_dir)
+    return Report(final, final / "index.html", record, written, clock.timings,
+                  final / single.path.name if single else None, encode_seconds=writer.seconds)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a build is asked to do, checked before anything heavy is loaded."""
+
+    target: Path  # the site folder, checked (an earlier report or a new folder)
+    device: torch.device
+    givens: list[SourceImage | RawInput]
+    files: DatasetFiles | None
+    spec: ModelSpec | None  # None: the caller's own module
+    categories: list[str] | None
+
+
+def _plan(model: str | nn.Module, image: Any, site_dir: str | os.PathLike[str],
+          options: BuildOptions) -> _Plan:
+    """Every check that needs no model, in the order a user's mistakes are best reported."""
+    colormap_lut(options.cmap)  # an unknown colormap fails before any work is done
+    device = parse_device(options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
-    if image is None and chosen_options.dataset is None:
+    if image is None and options.dataset is None:
         raise ReportError("No image was given; pass an image, or --dataset to use its first.")
-    givens = ([read_input(item, chosen_options.preprocess) for item in _images(image)]
+    givens = ([read_input(item, options.preprocess) for item in _images(image)]
               if image is not None else [])
-    files = dataset_files(chosen_options)
-    if not chosen_options.preprocess and (files is not None or chosen_options.feature_vis):
+    files = dataset_files(options)
+    if not options.preprocess and (files is not None or options.feature_vis):
         raise ReportError(f"{'--dataset' if files is not None else '--feature-vis'} needs "
                           "the model's preprocessing, so it cannot be combined with "
                           "preprocess=False.")
-    spec = check_model(model, chosen_options.model_args)  # before anything is loaded or said
-    check_size_before_loading(spec, chosen_options.size, chosen_options.model_args)
-    clock.lap("image")
-    say(f"Loading {spec.text if spec is not None else type(model).__name__} ...")
-    categories = list(chosen_options.categories) if chosen_options.categories else None
-    loaded = load_model(model, weights, seed=chosen_options.seed, categories=categories,
-                        model_args=chosen_options.model_args,
-                        weights_key=chosen_options.weights_key)
-    clock.lap("model")
-    # On the device once for the whole build, so every stage's own move is a no-op: the
-    # build's own model stays there; a caller's module goes back at the end, also after
-    # an error (one already on the device is not copied at all).
-    with placed(loaded.module, torch_device, restore=isinstance(model, nn.Module)):
-        if torch_device.type != "cpu":
-            clock.lap("to device")
-        chosen = choose_layers(loaded.module, chosen_options.layers)
-        if not chosen:
-            raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing "
-                              "to show; --layers can name other layers (--layers @blocks: its "
-                              "blocks).")
-        check_explanations(chosen_options, loaded.module, chosen, loaded.categories)
-        preprocessing, notes = input_preprocessing(givens, loaded.module, loaded.preprocessing,
-                                                   chosen_options)
-        dataset = None
-        conv_names = {name for name, _ in conv_layers(loaded.module)}
-        if files is not None:
-            others = [name for name in chosen if name not in conv_names]
-            if others:
-                raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
-                                  f"{f' and {len(others) - 1} more' if len(others) > 1 else ''} "
-                                  "out of --layers.")
-            assert isinstance(preprocessing, Preprocessing)  # preprocess=False was refused above
-            say(f"Mining {len(files)} dataset files for each channel's top {chosen_options.top_k} "
-                "images ...")
-            dataset = mine_for_report(loaded.module, files, chosen, preprocessing, chosen_options,
-                                      target, loaded.weights.get("sha256"), show_progress)
-            clock.lap("dataset")
-            if not givens:
-                givens = [load_location(dataset.first_image())]
-        # No size check here: a meta dry run costs 0.2 s on MobileNetV2 on every build, and a
-        # too-small input is explained by _forward's handler (same search) when it really fails.
-        batch, input_notes = model_batch(givens, preprocessing, loaded.module)
-        notes = [*loaded.notes, *notes, *input_notes]
-        clock.lap("image")
+    spec = check_model(model, options.model_args)  # before anything is loaded or said
+    check_size_before_loading(spec, options.size, options.model_args)
+    categories = list(options.categories) if options.categories else None
+    return _Plan(target, device, givens, files, spec, categories)
 
-        with staged_folder(target) as site:
-            with PngWriter(chosen_options.compress_level) as writer:
-                # Only --normalize dataset draws on the dataset's peaks.
-                peaks = (dataset.peaks() if dataset and chosen_options.normalize == "dataset"
-                         else None)
-                with core_left_for_png(batch.shape[-2] * batch.shape[-1]):
-                    hooked = (f"{len(chosen)} conv layers" if set(chosen) <= conv_names else
-                              f"{len(chosen)} layers ({len(conv_names.intersection(chosen))} conv)")
-                    say(f"Running {loaded.name} once with hooks on {hooked} ...")
-                    with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
-                        recorder = ActivationRecorder(site, writer, chosen_options, ticker.update,
-                                                      peaks,
-                                                      input_hw=(batch.shape[-2], batch.shape[-1]),
-                                                      batch_size=batch.shape[0])
-                        logits = _forward(loaded, batch, torch_device, recorder, chosen)
-                    skipped = _skipped_notes(recorder.skipped, bool(recorder.captures))
-                    clock.lap("forward")
-                    clock.timings["forward"] -= recorder.seconds
-                    clock.timings["grids"] = recorder.seconds
-                    for number in range(len(givens)):
-                        writer.submit(preprocessing.to_picture(batch[number:number + 1]),
-                                      site / input_png(number))
-                    examples = (dataset_layers(dataset, recorder.captures, site, writer,
-                                               chosen_options) if dataset else {})
-                    clock.lap("dataset crops")
-                    # Attribution and feature visualisation work on conv outputs: other layers
-                    # have none.
-                    conv_captures = [capture for capture in recorder.captures
-                                     if capture.module_name in conv_names]
-                    explained = (attributions(loaded.module, batch, conv_captures, chosen_options,
-                                              loaded.categories, site)
-                                 if chosen_options.explain and conv_captures else {})
-                    clock.lap("attribution")
-                    filters = list(_filter_pictures(recorder.captures, loaded.module, writer,
-                                                    site))
-                    clock.lap("filters")
-                # Minutes of optimisation with all of torch's threads: the writer's queue has
-                # long drained, and the sprites are written here, not by it.
-                visualised = (feature_visualisations(loaded.module, conv_captures, preprocessing,
-                                                     chosen_options, loaded.weights, site, say,
-                                                     show_progress)
-                              if chosen_options.feature_vis and conv_captures
-                              and isinstance(preprocessing, Preprocessing) else {})
-                clock.lap("feature vis")
-                layers = [LayerRecord.of(capture, pictures, examples.get(capture.name),
-                                         visualised.get(capture.name), explained.get(capture.name))
-                          for capture, pictures in filters]
-                with stage("Writing PNGs", writer.pending, "file", show_progress) as ticker:
-                    writer.close(ticker.update)
-                clock.lap("png")
-            record = ReportRecord(
-                created=build_time(), versions=manifests.versions(), command=command,
-                model=_model_info(loaded), weights=loaded.weights,
-                preprocessing=preprocessing.describe(), options=chosen_options,
-                notes=[*notes, *skipped, *_category_notes(logits, loaded.categories,
-                                                          chosen_options.categories_must_match)],
-                inputs=[InputRecord(given.describe(), input_png(number),
-                                    _predictions(logits, loaded.categories, number))
-                        for number, given in enumerate(givens)],
-                layers=layers, dataset=dataset.summary(chosen_options) if dataset else None)
-            written = manifests.write(site, record)
-            write_pages(site, record, preprocessing.input_size)
-            clock.lap("html")
-            single = _single_file(site, say) if chosen_options.self_contained else None
-            clock.lap("single file")
-        final = Path(site_dir)
-        return Report(final, final / "index.html", record, written, clock.timings,
-                      final / single.path.name if single else None,
-                      encode_seconds=writer.seconds)
+
+def _model_context(loaded: LoadedModel, options: BuildOptions) -> ModelContext:
+    """The chosen layers of the loaded model (none is an error)."""
+    chosen = choose_layers(loaded.module, options.layers)
+    if not chosen:
+        raise ReportError(f"Model {loaded.name} has no Conv2d layer, so there is nothing "
+                          "to show; --layers can name other layers (--layers @blocks: its "
+                          "blocks).")
+    conv_names = frozenset(name for name, _ in conv_layers(loaded.module))
+    return ModelContext(loaded.module, chosen, conv_names, loaded.categories, options)
+
+
+def _mine(plan: _Plan, loaded: LoadedModel, context: ModelContext,
+          preprocessing: Preprocessing | AsGiven, say: Callable[[str], None],
+          show_progress: bool) -> DatasetRun | None:
+    """The dataset pass, before the report's own (it may give the report its image)."""
+    if plan.files is None:
+        return None
+    assert isinstance(preprocessing, Preprocessing)  # preprocess=False was refused
+    say(f"Mining {len(plan.files)} dataset files for each channel's top "
+        f"{context.options.top_k} images ...")
+    return mine_for_report(loaded.module, plan.files, context.chosen, preprocessing,
+                           context.options, plan.target, loaded.weights.get("sha256"),
+                           show_progress)
+
+
+def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
+             context: ModelContext, site: Path, writer: PngWriter, dataset: DatasetRun | None,
+             say: Callable[[str], None], show_progress: bool) -> ForwardPass:
+    chosen = context.chosen
+    hooked = (f"{len(chosen)} conv layers" if set(chosen) <= context.conv_names else
+              f"{len(chosen)} layers ({len(context.conv_names.intersection(chosen))} conv)")
+    say(f"Running {loaded.name} once with hooks on {hooked} ...")
+    # Only --normalize dataset draws on the dataset's peaks.
+    peaks = dataset.peaks() if dataset and context.options.normalize == "dataset" else None
+    with stage("Forward pass", len(chosen), "layer", show_progress) as ticker:
+        return run_forward(loaded, batch, device, chosen, site, writer, context.options, peaks,
+                           ticker.update)
+
+
+def _run_analyses(analyses: list[Analysis], context: LayerContext,
+                  clock: Clock) -> dict[str, dict[str, Any]]:
+    """Each analysis's per-layer records, by its name, each timed as its stage."""
+    results = {}
+    for analysis in analyses:
+        with clock(analysis.stage):
+            results[analysis.name] = analysis.run(context)
+    return results
+
+
+def _record(loaded: LoadedModel, options: BuildOptions, preprocessing: Preprocessing | AsGiven,
+            givens: list[SourceImage | RawInput], layers: list[LayerRecord],
+            forward: ForwardPass, notes: list[str], dataset: DatasetRun | None,
+            command: str | None) -> ReportRecord:
+    """The typed report model, once everything it holds is known."""
+    logits, categories = forward.logits, loaded.categories
+    return ReportRecord(
+        created=build_time(), versions=manifests.versions(), command=command,
+        model=_model_info(loaded), weights=loaded.weights,
+        preprocessing=preprocessing.describe(), options=options,
+        notes=[*notes, *forward.notes,
+               *category_notes(logits, categories, options.categories_must_match)],
+        inputs=[InputRecord(given.describe(), input_png(number),
+                            predictions(logits, categories, number))
+                for number, given in enumerate(givens)],
+        layers=layers, dataset=dataset.summary(options) if dataset else None)
 
 
 def _images(image: Any) -> list[Any]:
@@ -295,97 +328,7 @@ def _single_file(site: Path, say: Callable[[str], None]) -> Any:
     return single
 
 
-def _forward(loaded: LoadedModel, batch: torch.Tensor, device: torch.device,
-             recorder: ActivationRecorder, chosen: list[str]) -> torch.Tensor | None:
-    module = loaded.module
-    try:
-        with moved_to(module, device), ConvHooks(module, recorder, chosen) as hooks:
-            output = hooks.run(laid_out(batch.to(device), module))
-        return output.float().cpu() if isinstance(output, torch.Tensor) else None
-    except (RuntimeError, ValueError) as error:
-        # The meta check passed (or could not tell): explain a shape failure if it is one.
-        explain_failure(module, int(batch.shape[-1]), loaded.name, error,
-                        channels=int(batch.shape[1]))
-        raise
-
-
-def _skipped_notes(skipped: list[tuple[str, str]], shown: bool) -> list[str]:
-    """Chosen layers whose output is not a feature map: a note, or an error if none is left."""
-    if not skipped:
-        return []
-    listed = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
-    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-    if not shown:
-        raise ReportError(f"None of the layers --layers chose can be shown as maps ({listed}"
-                          f"{more}); choose layers whose output is a feature map or a token "
-                          "sequence.")
-    return [f"{len(skipped)} chosen layer{'s are' if len(skipped) > 1 else ' is'} not shown, "
-            f"as {'their' if len(skipped) > 1 else 'its'} output is not a feature map: "
-            f"{listed}{more}."]
-
-
-def _filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWriter,
-                     site: Path) -> list[tuple[Capture, FilterPicture | None]]:
-    """Each capture with its conv's filter picture (drawn once per module, shared by calls);
-    layers that are not convolutions have none."""
-    convs = dict(conv_layers(module))
-    pictures: dict[str, FilterPicture] = {}
-    layers: list[tuple[Capture, FilterPicture | None]] = []
-    for capture in captures:
-        if capture.module_name not in convs:
-            layers.append((capture, None))
-            continue
-        picture = pictures.get(capture.module_name)
-        if picture is None:
-            figure = filter_figure(convs[capture.module_name])
-            png = f"{IMAGE_DIR}/{capture.slug}-filters.png"
-            writer.submit(figure.pixels, site / png)
-            picture = FilterPicture(png, (figure.pixels.shape[1], figure.pixels.shape[0]),
-                                    figure.view, figure.description, figure.layout,
-                                    figure.scale, figure.strongest_input, figure.stats)
-            pictures[capture.module_name] = picture
-        layers.append((capture, picture))
-    return layers
-
-
 def _model_info(loaded: LoadedModel) -> ModelInfo:
     return ModelInfo(loaded.name, type(loaded.module).__name__,
                      sum(p.numel() for p in loaded.module.parameters()),
                      len(conv_layers(loaded.module)), loaded.kind, loaded.source_sha256)
-
-
-def _category_notes(logits: Any, categories: list[str] | None, must_match: bool = False
-                    ) -> list[str]:
-    # one line however many images: the names and the outputs disagree for all of them
-    """A warning (and a note in the report) when the names do not match the outputs; an
-    error when they must (a --categories file made for this model)."""
-    if not categories or not _is_logits(logits) or len(categories) == logits.shape[1]:
-        return []
-    if must_match:
-        raise ReportError(f"--categories has {len(categories)} label"
-                          f"{'s' if len(categories) != 1 else ''} but the model has "
-                          f"{logits.shape[1]} outputs; give one label per output, in order.")
-    note = (f"categories has {len(categories)} names but the model has {logits.shape[1]} "
-            "outputs; the predictions are labelled by index instead.")
-    log.warning("%s", note)
-    return [note]
-
-
-def _is_logits(logits: Any) -> bool:
-    return isinstance(logits, torch.Tensor) and logits.dim() == 2
-
-
-def _predictions(logits: Any, categories: list[str] | None, number: int = 0,
-                 top: int = 5) -> list[Prediction]:
-    """The top predictions for image ``number`` of the batch."""
-    if not _is_logits(logits):
-        return []
-    if categories and len(categories) != logits.shape[1]:
-        categories = None
-    probabilities = logits[number].float().softmax(dim=0)
-    values, indices = probabilities.topk(min(top, probabilities.numel()))
-    result = []
-    for value, index in zip(values.tolist(), indices.tolist(), strict=True):
-        label = categories[index] if categories and index < len(categories) else f"class {index}"
-        result.append(Prediction(label, int(index), float(value)))
-    return result

@@ -19,11 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reportgen.analysis import LayerContext, ModelContext
 from reportgen.dataset.crops import write_crops
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import ReceptiveField, receptive_fields
 from reportgen.dataset.state import state_path
+from reportgen.errors import ReportError
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions, path_base_name
 from reportgen.pictures.pngio import PngWriter
@@ -141,3 +143,31 @@ def dataset_layers(run: DatasetRun, captures: list[Capture], site: Path, writer:
                                             percentile, layer_crops.receptive_field,
                                             layer_crops.sheet_sizes)
     return layers
+
+
+class DatasetExamples:
+    """The analysis: what excites each channel over a dataset (see :mod:`reportgen.analysis`).
+
+    Its long pass runs before the report's forward pass (:func:`mine_for_report`, which the
+    build calls, as the dataset may also give the report its image and ranges); ``run`` cuts
+    the crops and places the report's image against the dataset."""
+
+    name = "dataset"
+    stage = "dataset crops"
+    needs_all_threads = False
+
+    def wanted(self, options: BuildOptions) -> bool:
+        return options.dataset is not None
+
+    def check(self, model: ModelContext) -> None:
+        others = [name for name in model.chosen if name not in model.conv_names]
+        if others:
+            raise ReportError(f"--dataset mines conv layers only; leave {others[0]}"
+                              f"{f' and {len(others) - 1} more' if len(others) > 1 else ''} "
+                              "out of --layers.")
+
+    def run(self, context: LayerContext) -> dict[str, LayerDataset]:
+        if context.dataset is None:
+            return {}
+        return dataset_layers(context.dataset, context.captures, context.site, context.writer,
+                              context.options)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from reportgen.analysis import LayerContext, ModelContext
 from reportgen.errors import ReportError
 from reportgen.explain.attribution import attribute, save_cam_png
 from reportgen.explain.cache import visualise_cached
@@ -34,18 +35,20 @@ log = logging.getLogger(__name__)
 FEATURE_VIS_DIR = f"{IMAGE_DIR}/featurevis"
 
 
-def check_explanations(options: BuildOptions, module: nn.Module, chosen: list[str],
-                       categories: list[str] | None) -> None:
-    """Refuse a bad --feature-vis spec or --explain label before the long stages (a dataset
-    pass can take hours) rather than after them. ``topN`` is checked with placeholder means;
-    the real ones come from the forward pass."""
-    if options.feature_vis:
-        convs = dict(conv_layers(module))
-        layers = {name: int(convs[name].out_channels) for name in chosen if name in convs}
-        parse_channel_specs(options.feature_vis, layers,
-                            {name: [0.0] * count for name, count in layers.items()})
-    target = options.explain
-    if target and target != "top" and not target.strip().lstrip("-").isdigit() and (
+def check_feature_vis(options: BuildOptions, module: nn.Module, chosen: list[str]) -> None:
+    """Refuse a bad --feature-vis spec before the long stages (a dataset pass can take
+    hours) rather than after them. ``topN`` is checked with placeholder means; the real ones
+    come from the forward pass."""
+    assert options.feature_vis is not None
+    convs = dict(conv_layers(module))
+    layers = {name: int(convs[name].out_channels) for name in chosen if name in convs}
+    parse_channel_specs(options.feature_vis, layers,
+                        {name: [0.0] * count for name, count in layers.items()})
+
+
+def check_explain_target(target: str, categories: list[str] | None) -> None:
+    """Refuse an --explain label the model does not have, before the long stages."""
+    if target != "top" and not target.strip().lstrip("-").isdigit() and (
             not categories or target not in categories):
         raise ReportError(f"Unknown class '{target}'; give a class index or one of the "
                           "model's category labels.")
@@ -117,3 +120,47 @@ def attributions(module: nn.Module, batch: torch.Tensor, captures: list[Capture]
             found.class_index, found.class_label, png, layer.map_size,
             [float(f"{value:.6g}") for value in layer.contributions])
     return records
+
+
+class FeatureVisualisation:
+    """The analysis: what each chosen channel wants, optimised (see :mod:`reportgen.analysis`)."""
+
+    name = "feature_vis"
+    stage = "feature vis"
+    needs_all_threads = True  # minutes of optimisation
+
+    def wanted(self, options: BuildOptions) -> bool:
+        return bool(options.feature_vis)
+
+    def check(self, model: ModelContext) -> None:
+        check_feature_vis(model.options, model.module, model.chosen)
+
+    def run(self, context: LayerContext) -> dict[str, FeatureVisRecord]:
+        convs = context.model.conv_captures(context.captures)
+        if not convs or not isinstance(context.preprocessing, Preprocessing):
+            return {}
+        return feature_visualisations(context.model.module, convs, context.preprocessing,
+                                      context.options, context.weights, context.site,
+                                      context.say, context.show_progress)
+
+
+class Attribution:
+    """The analysis: why the model decided, per layer (see :mod:`reportgen.analysis`)."""
+
+    name = "attribution"
+    stage = "attribution"
+    needs_all_threads = False
+
+    def wanted(self, options: BuildOptions) -> bool:
+        return bool(options.explain)
+
+    def check(self, model: ModelContext) -> None:
+        assert model.options.explain is not None
+        check_explain_target(model.options.explain, model.categories)
+
+    def run(self, context: LayerContext) -> dict[str, AttributionRecord]:
+        convs = context.model.conv_captures(context.captures)
+        if not convs:
+            return {}
+        return attributions(context.model.module, context.batch, convs, context.options,
+                            context.model.categories, context.site)
