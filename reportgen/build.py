@@ -150,12 +150,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
         loaded = load_model(model, weights, seed=chosen.seed, categories=plan.categories,
                             model_args=chosen.model_args, weights_key=chosen.weights_key)
     with ExitStack() as on_device:
-        # On the device once for the whole build, so every stage's own move is a no-op: the
-        # build's own model stays there; a caller's module goes back at the end, also after
-        # an error (one already on the device is not copied at all).
-        with clock("to device") if plan.device.type != "cpu" else nullcontext():
-            on_device.enter_context(placed(loaded.module, plan.device,
-                                           restore=isinstance(model, nn.Module)))
+        _place(on_device, loaded.module, plan.device, isinstance(model, nn.Module), clock)
         context = _model_context(loaded, chosen)
         for analysis in analyses:
             analysis.check(context)
@@ -164,9 +159,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
         with clock("dataset"):
             dataset = _mine(plan, loaded, context, preprocessing, say, show_progress)
         with clock("image"):
-            givens: list[SourceImage | RawInput] = (
-                plan.givens if plan.givens or dataset is None
-                else [load_location(dataset.first_image())])
+            givens = _report_images(plan, dataset)
             batch, input_notes = model_batch(givens, preprocessing, loaded.module)
         with staged_folder(plan.target) as site, PngWriter(chosen.compress_level) as writer:
             with core_left_for_png(batch.shape[-2] * batch.shape[-1]):
@@ -174,7 +167,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
                     forward = _forward(loaded, batch, plan.device, context, site, writer,
                                        dataset, say, show_progress)
                 clock.move(forward.grid_seconds, "forward", "grids")
-                for number in range(len(givens)):
+                for number in range(len(givens)):  # each input as the model saw it
                     writer.submit(preprocessing.to_picture(batch[number:number + 1]),
                                   site / input_png(number))
                 layer_context = LayerContext(context, loaded.weights, preprocessing, batch,
@@ -238,6 +231,22 @@ def _plan(model: str | nn.Module, image: Any, site_dir: str | os.PathLike[str],
     check_size_before_loading(spec, options.size, options.model_args)
     categories = list(options.categories) if options.categories else None
     return _Plan(target, device, givens, files, spec, categories)
+
+
+def _place(stack: ExitStack, module: nn.Module, device: torch.device, callers: bool,
+           clock: Clock) -> None:
+    """The model on the device once for the whole build, so every stage's own move is a
+    no-op: the build's own model stays there; a caller's module goes back when ``stack``
+    closes, also after an error (one already on the device is not copied at all)."""
+    with clock("to device") if device.type != "cpu" else nullcontext():
+        stack.enter_context(placed(module, device, restore=callers))
+
+
+def _report_images(plan: _Plan, dataset: DatasetRun | None) -> list[SourceImage | RawInput]:
+    """The images given, or else the dataset's first (as the CLI does without -i)."""
+    if plan.givens or dataset is None:
+        return plan.givens
+    return [load_location(dataset.first_image())]
 
 
 def _model_context(loaded: LoadedModel, options: BuildOptions) -> ModelContext:
