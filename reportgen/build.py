@@ -67,10 +67,10 @@ from reportgen.report.model import (
     Prediction,
     ReportRecord,
     count_layers,
-    input_png,
 )
 from reportgen.report.pages import write_pages
 from reportgen.report.stamp import build_time
+from reportgen.sitelayout import INDEX, input_png
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             with clock("single file"):
                 single = _single_file(site, say) if chosen.self_contained else None
     final = Path(site_dir)
-    return Report(final, final / "index.html", record, written, clock.timings,
+    return Report(final, final / INDEX, record, written, clock.timings,
                   final / single.path.name if single else None, encode_seconds=writer.seconds)
 
 

@@ -13,7 +13,6 @@ from torch import nn
 
 from dataset_helpers import make_dataset, one_torch_thread, random_resnet18  # noqa: F401
 from reportgen.dataset.crops import (
-    CROP_DIR,
     OUTLINE,
     SHEET_CHANNELS,
     crop_window,
@@ -24,6 +23,7 @@ from reportgen.dataset.files import list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import Box, ReceptiveField, receptive_fields
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.sitelayout import CROP_DIR
 
 SIDE, SQUARE = 48, 6
 PRE = Preprocessing(SIDE, SIDE)

@@ -312,10 +312,9 @@ def test_cache_folder_from_env_and_weights_hash(tmp_path: Path, monkeypatch) -> 
 def test_sprites_hold_every_picture_at_its_crop(tmp_path: Path) -> None:
     torch.manual_seed(0)
     made = visualise(TinyNet(), "body.1", list(range(8)), **QUICK)
-    entries = write_sprites(made, tmp_path / "img", "body.1-fv", src_prefix="img/",
-                            per_sheet=5, columns=3)
+    entries = write_sprites(made, tmp_path, "body.1", per_sheet=5, columns=3)
     assert sorted({e["crop"]["src"] for e in entries.values()}) == [
-        "img/body.1-fv-0.png", "img/body.1-fv-1.png"]
+        "img/featurevis/body.1-0.png", "img/featurevis/body.1-1.png"]
     for visualisation in made:
         entry = entries[str(visualisation.channel)]
         crop = entry["crop"]

@@ -23,7 +23,7 @@ that fit ``memory_budget`` bytes, and each chunk decodes only the images it need
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,12 @@ from PIL import Image
 from reportgen.dataset.decode import batches
 from reportgen.dataset.mine import MineResult
 from reportgen.dataset.receptive import Box, ReceptiveField
-from reportgen.forward.recorder import slugify
 from reportgen.pictures.pngio import PngWriter
-from reportgen.report.model import IMAGE_DIR
+from reportgen.sitelayout import CROP_DIR, crop_sheet, new_slugs, slugify
 
 log = logging.getLogger(__name__)
 DEFAULT_CROP = 64
 SHEET_CHANNELS = 64
-CROP_DIR = f"{IMAGE_DIR}/dataset"
 DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20
 OUTLINE = (255, 221, 0)
 BACKGROUND = 32
@@ -110,16 +108,17 @@ class _Slot:
 
 def write_crops(result: MineResult, fields: dict[str, ReceptiveField], site: Path, *,
                 crop_size: int = DEFAULT_CROP, batch_size: int = 16, workers: int = 0,
-                memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                writer: PngWriter | None = None) -> dict[str, LayerCrops]:
+                memory_budget: int = DEFAULT_MEMORY_BUDGET, writer: PngWriter | None = None,
+                slugs: Mapping[str, str] | None = None) -> dict[str, LayerCrops]:
     """Write the sprite sheets under ``site/img/dataset/`` and describe every example.
 
     ``fields`` comes from :func:`reportgen.dataset.receptive.receptive_fields`; a layer
     without a field is left out. PNGs go through ``writer`` when given (the caller closes
-    it), else through a writer of our own that is closed before returning.
+    it), else through a writer of our own that is closed before returning. ``slugs`` names
+    each layer's files as the report does (its captures' slugs); without it, they are made.
     """
     (site / CROP_DIR).mkdir(parents=True, exist_ok=True)
-    layers, sheets, slots = _plan(result, fields, crop_size)
+    layers, sheets, slots = _plan(result, fields, crop_size, slugs)
     if writer is not None:
         _write(result, sheets, slots, site, crop_size, batch_size, workers, memory_budget,
                writer)
@@ -142,23 +141,24 @@ def _write(result: MineResult, sheets: list[_Sheet], slots: list[_Slot], site: P
             sheet.pixels = None
 
 
-def _plan(result: MineResult, fields: dict[str, ReceptiveField],
-          crop_size: int) -> tuple[dict[str, LayerCrops], list[_Sheet], list[_Slot]]:
+def _plan(result: MineResult, fields: dict[str, ReceptiveField], crop_size: int,
+          slugs: Mapping[str, str] | None) -> tuple[dict[str, LayerCrops], list[_Sheet],
+                                                    list[_Slot]]:
     """Give every example a sheet and a cell, before any image is decoded."""
     layers: dict[str, LayerCrops] = {}
     sheets: list[_Sheet] = []
     slots: list[_Slot] = []
-    taken: set[str] = set()
+    taken = new_slugs()
     for name, state in result.layers.items():
         if name not in fields:
             continue
-        slug = slugify(name, taken)
+        slug = slugs[name] if slugs is not None else slugify(name, taken)
         crops = layers[name] = LayerCrops(name, fields[name])
         for channel in range(state.channels):
             row = channel % SHEET_CHANNELS
             if row == 0:
                 rows = min(SHEET_CHANNELS, state.channels - channel)
-                sheets.append(_Sheet(f"{CROP_DIR}/{slug}-{len(crops.sheets):03d}.png", rows,
+                sheets.append(_Sheet(crop_sheet(slug, len(crops.sheets)), rows,
                                      state.top.k))
                 crops.sheets.append(sheets[-1].path)
                 crops.sheet_sizes[sheets[-1].path] = (state.top.k * crop_size, rows * crop_size)

@@ -30,10 +30,10 @@ from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions, path_base_name
 from reportgen.pictures.pngio import PngWriter
 from reportgen.report.model import Capture, DatasetSummary, LayerDataset
+from reportgen.sitelayout import EXAMPLES_DIR, examples_json
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_DIR = "examples"
 #: The dataset range of --normalize dataset: 0 to this quantile of a channel's peaks.
 RANGE_QUANTILE = 0.99
 
@@ -125,14 +125,15 @@ def dataset_layers(run: DatasetRun, captures: list[Capture], site: Path, writer:
                    options: BuildOptions) -> dict[str, LayerDataset]:
     """Crops, examples files and the image's percentiles, per captured layer."""
     crops = write_crops(run.result, run.fields, site, batch_size=options.batch_size,
-                        workers=options.workers, writer=writer)
+                        workers=options.workers, writer=writer,
+                        slugs={capture.name: capture.slug for capture in captures})
     (site / EXAMPLES_DIR).mkdir(exist_ok=True)
     layers = {}
     for capture in captures:
         state, layer_crops = run.result.layers.get(capture.name), crops.get(capture.name)
         if state is None or layer_crops is None:
             continue
-        path = f"{EXAMPLES_DIR}/{capture.slug}.json"
+        path = examples_json(capture.slug)
         entries = [[example.to_json() for example in channel]
                    for channel in layer_crops.examples]
         (site / path).write_text(json.dumps(entries, sort_keys=True, separators=(",", ":"))

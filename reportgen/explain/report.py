@@ -28,11 +28,10 @@ from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import BuildOptions
 from reportgen.progress import stage
-from reportgen.report.model import IMAGE_DIR, AttributionRecord, Capture, FeatureVisRecord
+from reportgen.report.model import AttributionRecord, Capture, FeatureVisRecord
+from reportgen.sitelayout import cam_png
 
 log = logging.getLogger(__name__)
-
-FEATURE_VIS_DIR = f"{IMAGE_DIR}/featurevis"
 
 
 def check_feature_vis(options: BuildOptions, module: nn.Module, chosen: list[str]) -> None:
@@ -66,7 +65,6 @@ def feature_visualisations(module: nn.Module, captures: list[Capture],
         options.feature_vis, {capture.name: capture.spec.out_channels for capture in firsts},
         {capture.name: capture.stats.channel_mean for capture in firsts})
     slugs = {capture.name: capture.slug for capture in firsts}
-    (site / FEATURE_VIS_DIR).mkdir(parents=True, exist_ok=True)
     records = {}
     # Once per build: without a weights file it hashes every parameter.
     fingerprint = model_fingerprint(module, weights)
@@ -86,8 +84,7 @@ def feature_visualisations(module: nn.Module, captures: list[Capture],
             # the batch in flight, and the rerun continues from the cache (every channel has
             # its own seeded generator, so batching does not change a picture).
             made = in_batches(channels, batch_size_for(options.device), run, ticker.update)
-        crops = write_sprites(made, site / FEATURE_VIS_DIR, slugs[layer],
-                              src_prefix=f"{FEATURE_VIS_DIR}/")
+        crops = write_sprites(made, site, slugs[layer])
         sheets = {item["crop"]["src"] for item in crops.values()}
         sizes = {src: Image.open(site / src).size for src in sorted(sheets)}
         records[layer] = FeatureVisRecord(options.feature_vis_steps, options.feature_vis_size,
@@ -114,7 +111,7 @@ def attributions(module: nn.Module, batch: torch.Tensor, captures: list[Capture]
     for layer in found.layers:
         if layer.layer not in slugs:
             continue
-        png = f"{IMAGE_DIR}/{slugs[layer.layer]}-cam.png"
+        png = cam_png(slugs[layer.layer])
         save_cam_png(layer.cam_normalised, site / png)
         records[layer.layer] = AttributionRecord(
             found.class_index, found.class_label, png, layer.map_size,

@@ -16,20 +16,22 @@ import numpy as np
 
 from reportgen.explain.featurevis import Visualisation
 from reportgen.pictures.pngio import encode_png
+from reportgen.sitelayout import FEATURE_VIS_DIR, feature_vis_sheet
 
 #: Between pictures, so a browser scaling a crop never blends in a neighbour's edge.
 DEFAULT_GAP = 2
 GAP_VALUE = 255
 
 
-def write_sprites(visualisations: Sequence[Visualisation], folder: str | Path, stem: str, *,
-                  src_prefix: str = "", per_sheet: int = 64, columns: int = 8,
+def write_sprites(visualisations: Sequence[Visualisation], site: str | Path, slug: str, *,
+                  per_sheet: int = 64, columns: int = 8,
                   gap: int = DEFAULT_GAP) -> dict[str, dict[str, Any]]:
-    """Write ``folder/{stem}-{k}.png`` sheets; ``{"<channel>": {"crop": ..., "objective": ...}}``.
+    """Write a layer's sheets into ``site`` (where sitelayout puts feature visualisations);
+    ``{"<channel>": {"crop": ..., "objective": ...}}``.
 
-    ``crop`` is ``{"src", "x", "y", "width", "height"}`` in sheet pixels, ``src`` being
-    ``src_prefix + file name`` (e.g. ``"img/"`` for a path relative to the site). Pictures
-    keep the order given, row by row; all must have the same size.
+    ``crop`` is ``{"src", "x", "y", "width", "height"}`` in sheet pixels, ``src`` the sheet's
+    path relative to the site. Pictures keep the order given, row by row; all must have the
+    same size.
     """
     if per_sheet < 1 or columns < 1 or gap < 0:
         raise ValueError("per_sheet and columns must be at least 1 and gap at least 0")
@@ -39,8 +41,8 @@ def write_sprites(visualisations: Sequence[Visualisation], folder: str | Path, s
     if len(shapes) != 1:
         raise ValueError(f"all pictures must have one size to share sheets, got {sorted(shapes)}")
     height, width = visualisations[0].picture.shape[:2]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    site = Path(site)
+    (site / FEATURE_VIS_DIR).mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, Any]] = {}
     for sheet, start in enumerate(range(0, len(visualisations), per_sheet)):
         chunk = visualisations[start:start + per_sheet]
@@ -48,16 +50,16 @@ def write_sprites(visualisations: Sequence[Visualisation], folder: str | Path, s
         rows = math.ceil(len(chunk) / cols)
         pixels = np.full((rows * height + (rows - 1) * gap, cols * width + (cols - 1) * gap, 3),
                          GAP_VALUE, dtype=np.uint8)
-        name = f"{stem}-{sheet}.png"
+        name = feature_vis_sheet(slug, sheet)
         for position, visualisation in enumerate(chunk):
             x = (position % cols) * (width + gap)
             y = (position // cols) * (height + gap)
             pixels[y:y + height, x:x + width] = visualisation.picture
             entries[str(visualisation.channel)] = {
-                "crop": {"src": f"{src_prefix}{name}", "x": x, "y": y,
+                "crop": {"src": name, "x": x, "y": y,
                          "width": int(width), "height": int(height)},
                 "objective": round(float(visualisation.objective), 6)}
-        (folder / name).write_bytes(encode_png(pixels))
+        (site / name).write_bytes(encode_png(pixels))
     return entries
 
 

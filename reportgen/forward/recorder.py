@@ -9,7 +9,6 @@ listed in ``skipped``.
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,18 +31,8 @@ from reportgen.pictures.grids import (
 )
 from reportgen.pictures.pngio import PngWriter
 from reportgen.pictures.ranges import dataset_range, picture_range, to_uint8
-from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture, ImageActivation
-
-
-def slugify(name: str, taken: set[str]) -> str:
-    """A file-name-safe, unique id: never a path separator, never '..'."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "layer"
-    slug = slug.replace("..", "_")
-    candidate, n = slug, 2
-    while candidate.lower() in taken:
-        candidate, n = f"{slug}-{n}", n + 1
-    taken.add(candidate.lower())
-    return candidate
+from reportgen.report.model import ActivationPicture, Capture, ImageActivation
+from reportgen.sitelayout import IMAGE_DIR, activation_png, new_slugs, slugify
 
 
 class ActivationRecorder:
@@ -67,7 +56,7 @@ class ActivationRecorder:
         #: Per layer (recorded name), each channel's dataset peak, for --normalize dataset.
         self.dataset_peaks = dataset_peaks or {}
         self.seconds = 0.0
-        self._slugs: set[str] = {"index", "input"}
+        self._slugs = new_slugs()
         (site / IMAGE_DIR).mkdir(exist_ok=True)
 
     def __call__(self, name: str, call: int, module: nn.Module, output: torch.Tensor) -> None:
@@ -106,7 +95,7 @@ class ActivationRecorder:
             grid = tile(to_uint8(maps, low, high).cpu(), layout)
             if self.lut is not None:
                 grid = colorize(grid, self.lut, gap_mask(layout))
-            png = f"{IMAGE_DIR}/{slug}-act{f'-{number + 1}' if number else ''}.png"
+            png = activation_png(slug, number)
             self.writer.submit(grid, self.site / png)
             views.append(ImageActivation(png, numbers))
         map_size = (int(batch.shape[2]), int(batch.shape[3]))

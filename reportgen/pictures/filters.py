@@ -8,7 +8,8 @@ from torch import nn
 from reportgen.forward.hooks import conv_layers
 from reportgen.pictures.kernels import filter_figure
 from reportgen.pictures.pngio import PngWriter
-from reportgen.report.model import IMAGE_DIR, Capture, FilterPicture
+from reportgen.report.model import Capture, FilterPicture
+from reportgen.sitelayout import filters_png
 
 
 def filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWriter,
@@ -25,7 +26,7 @@ def filter_pictures(captures: list[Capture], module: nn.Module, writer: PngWrite
         picture = pictures.get(capture.module_name)
         if picture is None:
             figure = filter_figure(convs[capture.module_name])
-            png = f"{IMAGE_DIR}/{capture.slug}-filters.png"
+            png = filters_png(capture.slug)
             writer.submit(figure.pixels, site / png)
             picture = FilterPicture(png, (figure.pixels.shape[1], figure.pixels.shape[0]),
                                     figure.view, figure.description, figure.layout,

@@ -20,7 +20,8 @@ from typing import Any
 from reportgen import __version__
 from reportgen.errors import ReportError
 from reportgen.options import DEFAULT_SITE_DIR
-from reportgen.report.manifest import MANIFEST, is_report
+from reportgen.report.manifest import is_report
+from reportgen.sitelayout import MANIFEST
 
 log = logging.getLogger(__name__)
 

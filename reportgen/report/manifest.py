@@ -28,6 +28,7 @@ from reportgen.report.model import (
     Prediction,
     ReportRecord,
 )
+from reportgen.sitelayout import MANIFEST
 
 #: 2: "channel" normalisation became robust percentiles (1: min-max, now "minmax"); layers
 #: gained channels.channel_min, .flat, .shown_low, .shown_high.
@@ -37,7 +38,6 @@ from reportgen.report.model import (
 #: .pad, .summary.
 SCHEMA_VERSION = 3
 GENERATOR = "reportgen"
-MANIFEST = "manifest.json"
 
 
 def versions() -> dict[str, str]:

@@ -17,25 +17,18 @@ from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
 from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
 from reportgen.pictures.grids import GridLayout
+from reportgen.sitelayout import layer_page
 
 if TYPE_CHECKING:  # the dataset package builds on this module; only its types are needed
     from reportgen.dataset.crops import CroppedExample
     from reportgen.dataset.layer import ChannelSummary
     from reportgen.dataset.receptive import ReceptiveField
 
-#: Folder of the site's pictures, relative to the site.
-IMAGE_DIR = "img"
-INPUT_PNG = f"{IMAGE_DIR}/input.png"
 #: A channel's address, LAYER:INDEX (``features.18.0:447``), as a regular expression: the
 #: pages carry it (``<html data-channel-address>``) for report.js and the single file's script.
 CHANNEL_ADDRESS = r"^(.+):([0-9]+)$"
 #: At most this many images side by side in one report.
 MAX_IMAGES = 16
-
-
-def input_png(number: int) -> str:
-    """The first image's input picture is img/input.png, the second img/input-2.png, ..."""
-    return INPUT_PNG if number == 0 else f"{IMAGE_DIR}/input-{number + 1}.png"
 
 
 @dataclass(frozen=True)
@@ -171,7 +164,7 @@ class LayerRecord:
 
     @property
     def page(self) -> str:
-        return f"layer-{self.slug}.html"
+        return layer_page(self.slug)
 
     @property
     def is_conv(self) -> bool:

@@ -18,10 +18,9 @@ import jinja2
 
 from reportgen.report import views
 from reportgen.report.formatting import format_number, format_pair
-from reportgen.report.model import CHANNEL_ADDRESS, IMAGE_DIR, INPUT_PNG, ReportRecord
+from reportgen.report.model import CHANNEL_ADDRESS, ReportRecord
 from reportgen.report.reproduce import reproduction
-
-STATIC_DIR = "static"
+from reportgen.sitelayout import ICON, INDEX, INPUT_PNG, NO_JEKYLL, STATIC_DIR, static_file
 
 
 def template_dir() -> Path:
@@ -63,15 +62,15 @@ def copy_static(site: Path) -> dict[str, str]:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
         busted = f"{path.stem}_cb_{digest}{path.suffix}"
         shutil.copyfile(path, target / busted)
-        urls[path.name] = f"{STATIC_DIR}/{busted}"
+        urls[path.name] = static_file(busted)
     return urls
 
 
-def copy_icon(site: Path, folder: str) -> str:
-    """The tab icon, as ``folder/icon.svg``. Without one, a browser asks the server for
-    ``/favicon.ico`` on every page, which is a 404 (and a console error) on a project site."""
-    shutil.copyfile(template_dir() / "icon.svg", site / folder / "icon.svg")
-    return f"{folder}/icon.svg"
+def copy_icon(site: Path) -> str:
+    """The tab icon. Without one, a browser asks the server for ``/favicon.ico`` on every
+    page, which is a 404 (and a console error) on a project site."""
+    shutil.copyfile(template_dir() / "icon.svg", site / ICON)
+    return ICON
 
 
 def render(site: Path, template: str, output: str, **context: Any) -> None:
@@ -86,13 +85,13 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
 
     ``input_size`` is the model input's side, or its (width, height) when it is not square.
     """
-    assets = {**copy_static(site), "icon.svg": copy_icon(site, IMAGE_DIR)}
+    assets = {**copy_static(site), "icon.svg": copy_icon(site)}
     layers = record.layers
     width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
                   input_png=INPUT_PNG, input_size=width, input_width=width,
                   input_height=height, toc=views.toc(layers))
-    render(site, "index.html", "index.html", page="index", **common)
+    render(site, "index.html", INDEX, page="index", **common)
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, INPUT_PNG, record.inputs)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
@@ -101,4 +100,4 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
                              if layer.filters is not None else 1),
                previous=layers[position - 1] if position > 0 else None,
                next=layers[position + 1] if position + 1 < len(layers) else None, **common)
-    (site / ".nojekyll").write_text("", encoding="utf-8")
+    (site / NO_JEKYLL).write_text("", encoding="utf-8")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reportgen.report.model import INPUT_PNG, LayerRecord, ReportRecord, count_layers
+from reportgen.report.model import LayerRecord, ReportRecord, count_layers
+from reportgen.sitelayout import INDEX, INPUT_PNG
 
 THUMBNAILS = 4
 INPUT_SIDE = 128
@@ -24,7 +25,7 @@ TILE_SIDE = 64
 
 def preview_html(record: ReportRecord, site_dir: Path) -> str:
     site = site_dir.resolve()
-    index = site / "index.html"
+    index = site / INDEX
     rows = "".join(f"<tr><td>{html.escape(p.label)}</td><td>{p.probability:.1%}</td></tr>"
                    for p in record.predictions)
     thumbs = "".join(_thumbnail(layer, site) for layer in _spread(record.layers, THUMBNAILS))

@@ -21,12 +21,12 @@ from pathlib import Path
 from reportgen.errors import ReportError
 from reportgen.publish.singlefile.assemble import assemble
 from reportgen.publish.staging import atomic_write
+from reportgen.sitelayout import INDEX, SINGLE_FILE
 
 __all__ = ["SINGLE_FILE", "WARN_BYTES", "SingleFile", "write_single_file"]
 
 log = logging.getLogger(__name__)
 
-SINGLE_FILE = "report.html"
 #: Above this, browsers get slow or crash opening one page (an 80 MB report crashes some).
 WARN_BYTES = 50 * 1024 * 1024
 
@@ -50,8 +50,8 @@ def write_single_file(site_dir: str | os.PathLike[str], output: str | os.PathLik
                       ) -> SingleFile:
     """Write the report in ``site_dir`` as one HTML file (default ``<site_dir>/report.html``)."""
     site = Path(site_dir)
-    if not (site / "index.html").is_file():
-        raise ReportError(f"'{site_dir}' holds no index.html; build the report first.")
+    if not (site / INDEX).is_file():
+        raise ReportError(f"'{site_dir}' holds no {INDEX}; build the report first.")
     target = Path(output) if output is not None else site / SINGLE_FILE
     document = assemble(site, skip=SINGLE_FILE)
     data = document.text.encode("utf-8")

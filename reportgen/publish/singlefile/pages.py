@@ -12,10 +12,10 @@ from pathlib import Path
 
 from reportgen.errors import ReportError
 from reportgen.publish.singlefile.html import BODY, MAIN, title
-from reportgen.report.manifest import MANIFEST
+from reportgen.sitelayout import INDEX, MANIFEST
 
 #: The overview page: first in the file, shown when the address has no fragment.
-OVERVIEW = "index.html"
+OVERVIEW = INDEX
 #: The id of a page's ``div``: ``layer-x.html`` -> ``rg-page-layer-x``.
 PAGE_PREFIX = "rg-page-"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 from reportgen.publish.singlefile.html import BODY
-from reportgen.report.pages import STATIC_DIR, template_dir
+from reportgen.report.pages import template_dir
+from reportgen.sitelayout import STATIC_DIR
 
 FOLDER = "singlefile"
 _HEAD_END = re.compile(r"</head\s*>", re.I)
