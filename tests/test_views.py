@@ -6,6 +6,7 @@ import json
 import re
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torchvision
 from torch import nn
@@ -70,6 +71,8 @@ def test_pages_embed_the_manifest_rankings_and_tile_index(tmp_path, tiny_net):
         assert image["grid"] == entry["activation"]
         for ours, theirs in zip(image["mean"], entry["channels"]["channel_mean"], strict=True):
             assert abs(ours - theirs) <= 5e-4 * max(1.0, abs(theirs))
+        for key in ("low", "high"):
+            assert data[key] == pytest.approx(entry["channels"][f"shown_{key}"], rel=5e-3)
         assert data["filters"]["src"] == entry["filters"]
 
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # the dataset package builds on this module; only its types a
 #: Folder of the site's pictures, relative to the site.
 IMAGE_DIR = "img"
 INPUT_PNG = f"{IMAGE_DIR}/input.png"
+#: The colormap, low to high, for the channel view's value scale.
+COLORBAR_PNG = f"{IMAGE_DIR}/colorbar.png"
 #: A channel's address, LAYER:INDEX (``features.18.0:447``), as a regular expression: the
 #: pages carry it (``<html data-channel-address>``) for report.js and the single file's script.
 CHANNEL_ADDRESS = r"^(.+):([0-9]+)$"

@@ -16,9 +16,17 @@ from typing import Any
 
 import jinja2
 
+from reportgen.pictures.colormaps import colorbar
+from reportgen.pictures.pngio import save_png
 from reportgen.report import views
 from reportgen.report.formatting import format_number, format_pair
-from reportgen.report.model import CHANNEL_ADDRESS, IMAGE_DIR, INPUT_PNG, ReportRecord
+from reportgen.report.model import (
+    CHANNEL_ADDRESS,
+    COLORBAR_PNG,
+    IMAGE_DIR,
+    INPUT_PNG,
+    ReportRecord,
+)
 from reportgen.report.reproduce import reproduction
 
 STATIC_DIR = "static"
@@ -86,6 +94,13 @@ def copy_static(site: Path) -> dict[str, str]:
     return urls
 
 
+def write_colorbar(site: Path, cmap: str) -> str:
+    """The colormap as a 256x1 picture, low to high, for the channel view's value scale; its
+    site-relative path."""
+    save_png(colorbar(cmap), site / COLORBAR_PNG)
+    return COLORBAR_PNG
+
+
 def copy_icon(site: Path, folder: str) -> str:
     """The tab icon, as ``folder/icon.svg``. Without one, a browser asks the server for
     ``/favicon.ico`` on every page, which is a 404 (and a console error) on a project site."""
@@ -110,7 +125,8 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
     width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
                   input_png=INPUT_PNG, input_size=width, input_width=width,
-                  input_height=height, toc=views.toc(layers))
+                  input_height=height, toc=views.toc(layers),
+                  colorbar_png=write_colorbar(site, record.options.cmap))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, record.inputs)

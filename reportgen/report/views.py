@@ -25,6 +25,8 @@ from reportgen.report.model import ImageActivation, InputRecord, LayerRecord
 #: 7x7 map is not a speck and a 112x112 map is not blown up.
 MIN_TILE_DISPLAY = 64
 STAT_DIGITS = 4
+#: The value scale's ends are shown to 3 significant digits (report.js ``fmt``): no more sent.
+SCALE_DIGITS = 3
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,8 @@ def _relative(layer: LayerRecord, prefix: str) -> str:
     return name[len(prefix) + 1:] if name.startswith(prefix + ".") else name
 
 
-def _rounded(values: Sequence[float | None]) -> list[float | None]:
-    return [None if v is None or not math.isfinite(v) else float(f"{v:.{STAT_DIGITS}g}")
+def _rounded(values: Sequence[float | None], digits: int = STAT_DIGITS) -> list[float | None]:
+    return [None if v is None or not math.isfinite(v) else float(f"{v:.{digits}g}")
             for v in values]
 
 
@@ -164,7 +166,8 @@ def layer_data(layer: LayerRecord, options: BuildOptions,
 
     Every image (one for most reports) is in ``images`` once, the first included; the
     rankings are the records' own, which the manifest writes too, so the page ranks channels
-    exactly as the manifest does, ties included.
+    exactly as the manifest does, ties included. ``low`` and ``high`` are the values each
+    channel's picture draws at the colormap's two ends (shared by all the images), as shown.
     """
     layout = layer.activation.layout
     pictures = layer.filters
@@ -190,6 +193,8 @@ def layer_data(layer: LayerRecord, options: BuildOptions,
         "map": list(layer.map_size),
         "scale": display_scale(layout.tile_width, layout.tile_height),
         "grey": is_grey(options.cmap),
+        "low": _rounded(layer.activation.low, SCALE_DIGITS),
+        "high": _rounded(layer.activation.high, SCALE_DIGITS),
         "filters": filters,
         "images": [_image_view(view, image)
                    for view, image in zip(inputs, layer.images, strict=True)],

@@ -1,5 +1,5 @@
-/* The channel view: one channel enlarged, over the input, next to its filter, for every
-   image, with its dataset examples and feature visualisation. */
+/* The channel view: one channel enlarged, with its value scale, over the input, next to its
+   filter, for every image, with its dataset examples and feature visualisation. */
 
 Layer.prototype.wireDialog = function () {
   var self = this, dialog = this.dialog;
@@ -66,6 +66,7 @@ Layer.prototype.fill = function (k) {
     (g.tile_height !== d.map[0] || g.tile_width !== d.map[1]
       ? " (shown area-averaged to " + g.tile_height + "×" + g.tile_width + ")" : "") +
     ", each pixel drawn " + (scale >= 1 ? scale + "×" + scale : "smaller") + " without smoothing.";
+  this.fillScale(k);
 
   var heat = q(".cv-heat");
   cropFill(heat, view.grid, g.width, g.height, xy[0], xy[1], g.tile_width, g.tile_height);
@@ -92,6 +93,18 @@ Layer.prototype.fill = function (k) {
   link.textContent = "#" + id;
   for (var i = 0; i < this.tiles.length; i++) this.tiles[i].classList.remove("is-current");
   this.tiles[k].classList.add("is-current");
+};
+
+/* The value scale under the map: the colormap (a picture drawn from the same table as
+   the grids) between the values drawn at its two ends, shared by all images. */
+Layer.prototype.fillScale = function (k) {
+  var scale = this.dialog.querySelector(".cv-scale");
+  if (!scale) return;
+  var low = fmt(this.data.low[k]), high = fmt(this.data.high[k]);
+  scale.querySelector(".cv-low").textContent = low;
+  scale.querySelector(".cv-high").textContent = high;
+  scale.setAttribute("aria-label", "Colour scale of channel " + this.id(k) + ": " + low +
+    " or less at the low end, " + high + " or more at the high end");
 };
 
 /* With a dataset: where this image stands, and the channel's top examples as crops. */
