@@ -330,6 +330,18 @@ def test_shortcut_help_lists_what_the_keys_do_on_the_page(context, server, manif
         assert page.locator('.sort input[type="radio"]:checked').get_attribute("value") == key
 
 
+def test_overview_table_fits_a_1400_px_window(browser, server):
+    """Its last columns needed horizontal scrolling at 1,400 px: headers wrap between words
+    and layer names after a dot before that, which leaves room for other fonts."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.goto(server + "index.html")
+    width, room = page.locator("#layers .table-wrap").evaluate(
+        "w => [w.scrollWidth, w.clientWidth]")
+    context.close()
+    assert width <= room
+
+
 def _luminance(rgb: tuple[float, float, float]) -> float:
     def channel(value: float) -> float:
         value /= 255

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from reportgen.pictures.colormaps import colorbar
 from reportgen.pictures.pngio import save_png
@@ -58,12 +59,19 @@ def environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = lambda value: f"{100.0 * value:.1f}%"
     env.filters["pair"] = format_pair
+    env.filters["breakable"] = breakable
     # A layer page's data (tojson) is mostly per-channel numbers: no space after each comma
     # keeps a 1,280-channel page ~10 KB smaller.
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
     env.globals["reproduce"] = reproduction  # the Reproduce section (templates/_reproduce.html)
     env.globals["channel_address"] = CHANNEL_ADDRESS  # read by report.js and the single file
     return env
+
+
+def breakable(name: str) -> markupsafe.Markup:
+    """A module path that may wrap after each dot (``features.<wbr>1.<wbr>conv``), escaped, so
+    a narrow table column wraps it rather than scroll."""
+    return markupsafe.escape(name).replace(".", markupsafe.Markup(".<wbr>"))
 
 
 def script() -> str:
