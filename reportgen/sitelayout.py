@@ -26,6 +26,8 @@ SINGLE_FILE = "report.html"
 NO_JEKYLL = ".nojekyll"
 ICON = f"{IMAGE_DIR}/icon.svg"
 INPUT_PNG = f"{IMAGE_DIR}/input.png"
+#: The colormap, low to high, for the channel view's value scale.
+COLORBAR_PNG = f"{IMAGE_DIR}/colorbar.png"
 #: Names a layer's slug may not take: the overview and the input pictures use them.
 RESERVED_SLUGS = frozenset({"index", "input"})
 

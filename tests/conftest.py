@@ -170,3 +170,10 @@ def server(report: Any) -> Iterator[str]:
         httpd.server_close()
 
 
+
+
+def shortcut_help(page: Any) -> dict[str, str]:
+    """The keyboard shortcut list of a page in a browser: its keys as shown -> what they do."""
+    rows: list[list[str]] = page.evaluate("""() => [...document.querySelectorAll(
+        'details.keys dt')].map(dt => [dt.textContent, dt.nextElementSibling.textContent])""")
+    return dict((keys, text) for keys, text in rows)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SUBPATH, needs_offline_weights
+from conftest import SUBPATH, needs_offline_weights, shortcut_help
 
 pytestmark = [pytest.mark.browser, needs_offline_weights]
 
@@ -308,6 +308,38 @@ def test_layer_filter_and_structure(context, server, manifest):
     assert page.locator(".context img").is_visible()
     assert page.locator(".top5 li").count() == 5
     assert "espresso" in page.locator(".top5 li").first.inner_text()
+
+
+def test_shortcut_help_lists_what_the_keys_do_on_the_page(context, server, manifest):
+    """One table drives the keys and the "?" list: the overview, with no channels, lists no
+    channel keys; a layer page lists its own sort orders, which "s" goes through."""
+    page = context.new_page()
+    page.goto(server + "index.html")
+    page.keyboard.press("?")
+    assert page.locator("details.keys").evaluate("d => d.open")
+    overview = shortcut_help(page)
+    assert "n p" in overview and not {"j k", "s", "Esc"} & overview.keys()
+    page.keyboard.press("n")
+    page.wait_for_url(f"**/{manifest['layers'][0]['page']}")
+    help = shortcut_help(page)
+    assert {"j k", "→ ←", "n p", "s", "/", "Esc", "?"} <= help.keys()
+    sorts = page.locator('.sort input[type="radio"]').evaluate_all("rs => rs.map(r => r.value)")
+    assert help["s"] == "sort channels: " + ", ".join(sorts)
+    for key in sorts[1:] + sorts[:1]:
+        page.keyboard.press("s")
+        assert page.locator('.sort input[type="radio"]:checked').get_attribute("value") == key
+
+
+def test_overview_table_fits_a_1400_px_window(browser, server):
+    """Its last columns needed horizontal scrolling at 1,400 px: headers wrap between words
+    and layer names after a dot before that, which leaves room for other fonts."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.goto(server + "index.html")
+    width, room = page.locator("#layers .table-wrap").evaluate(
+        "w => [w.scrollWidth, w.clientWidth]")
+    context.close()
+    assert width <= room
 
 
 def _luminance(rgb: tuple[float, float, float]) -> float:

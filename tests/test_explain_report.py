@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import reportgen.explain.cache
-from conftest import needs_offline_weights
+from conftest import needs_offline_weights, shortcut_help
 from reportgen import build_report
 
 LAYERS = "features.1.conv.0.0,features.10.conv.1.0,features.18.0"
@@ -96,6 +96,8 @@ def test_channel_view_shows_the_visualisation_and_contribution(browser, explaine
     page.get_by_role("radio", name="Contribution").check()
     first = page.locator(".tiles .tile").first.get_attribute("data-index")
     assert int(first) == layer["ranking"]["contribution"][0]
+    # the shortcut help says that "s" reaches this order too (its list lacked it)
+    assert shortcut_help(page)["s"] == "sort channels: index, mean, max, contribution"
     assert errors == []
     page.close()
 

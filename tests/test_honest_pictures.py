@@ -81,7 +81,7 @@ def test_flat_channels_are_marked_in_the_manifest_and_drawn_flat(tmp_path, gradi
     page = (report.site_dir / layer["page"]).read_text(encoding="utf-8")
     assert "2 of 5 channels are flat on this image" in page
     data = json.loads(page.split("data-channels='", 1)[1].split("'", 1)[0])
-    assert data["flat"] == [1, 0, 1, 0, 0]
+    assert data["images"][0]["flat"] == [1, 0, 1, 0, 0]
 
 
 def test_a_huge_pixel_does_not_hide_the_gradient(tmp_path, gradient_image):

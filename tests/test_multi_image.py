@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
+from torch import nn
 
 from conftest import IdentityNet
 from reportgen import ReportError, build_report
@@ -62,8 +64,8 @@ def test_more_than_sixteen_images_is_one_clear_error(tmp_path, gradient_image):
 @pytest.mark.browser
 def test_channel_view_shows_every_image_side_by_side(browser, tmp_path):
     site = tmp_path / "site"
-    build_report("mobilenet_v2", "none", ["coffee", "chelsea", "astronaut"], site, size=64,
-                 layers="features.1.conv.0.0")
+    report = build_report("mobilenet_v2", "none", ["coffee", "chelsea", "astronaut"], site,
+                          size=64, layers="features.1.conv.0.0")
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -82,7 +84,50 @@ def test_channel_view_shows_every_image_side_by_side(browser, tmp_path):
     page.get_by_label("2. chelsea").check()
     grid = page.locator(".tiles").evaluate("b => b.style.getPropertyValue('--grid')")
     assert "act-2.png" in grid
+    # the sidebar and the top bar show the chosen image and its predictions
+    chosen = report.manifest["inputs"][1]
+    assert page.locator(".context-input img").get_attribute("src") == chosen["input"]
+    assert page.locator(".context-input img").evaluate("i => i.complete && i.naturalWidth") > 0
+    labels = page.locator(".top5 .label").all_inner_texts()
+    assert labels == [p["label"] for p in chosen["predictions"]]
+    best = chosen["predictions"][0]
+    assert page.locator(".topbar .top1").inner_text() == \
+        f"{best['label']} {100 * best['probability']:.1f}%"
     assert errors == []
+    page.close()
+
+
+class NearTies(nn.Module):
+    """Three constant channels: 1.00001 and 1.00002 differ only past the 4 digits a page's
+    numbers keep, so ranking the page's numbers puts channel 0 first; the manifest puts 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.copy_(torch.tensor([1.00001, 1.00002, 0.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3))
+
+
+@pytest.mark.browser
+def test_another_image_sorts_by_the_manifests_rankings(browser, tmp_path, gradient_image):
+    """The page ranked the second image's channels itself, from rounded numbers: ties fell
+    in index order where the manifest's full-precision ranking had none."""
+    report = build_report(NearTies(), None, [gradient_image, gradient_image[::-1]],
+                          tmp_path / "site", size=16)
+    layer = report.manifest["layers"][0]
+    assert [view["ranking"] for view in layer["images"]] == [layer["ranking"]] * 2
+    assert layer["ranking"]["mean"] == [1, 0, 2]
+    page = browser.new_page()
+    page.goto((report.site_dir / layer["page"]).as_uri())
+    page.locator('.image-choice input[value="1"]').check()
+    for key in ("mean", "max"):
+        page.locator(f'.sort input[value="{key}"]').check()
+        order = page.locator(".tiles .tile").evaluate_all("ts => ts.map(t => +t.dataset.index)")
+        assert order == layer["images"][1]["ranking"][key]
     page.close()
 
 

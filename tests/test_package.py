@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from reportgen.report.pages import SCRIPT_PARTS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,7 +26,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_templates_and_static_files(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for template in ("index.html", "layer.html", "base.html", "static/style.css",
-                     "static/report.js", "static/singlefile/runtime.js",
+                     *(f"static/js/{part}" for part in SCRIPT_PARTS),
+                     "static/singlefile/runtime.js",
                      "static/singlefile/runtime.css"):
         assert f"reportgen/templates/{template}" in names
     assert "reportgen/cli.py" in names

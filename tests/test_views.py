@@ -6,12 +6,14 @@ import json
 import re
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torchvision
 from torch import nn
 
 from reportgen import build_report
 from reportgen.forward.hooks import conv_layers
+from reportgen.report.pages import SCRIPT_FOLDER, SCRIPT_PARTS, copy_static, script, template_dir
 from reportgen.report.views import display_scale, toc
 
 
@@ -60,13 +62,17 @@ def test_pages_embed_the_manifest_rankings_and_tile_index(tmp_path, tiny_net):
         data = _embedded(page)
         assert f'data-layer="{html.escape(entry["name"])}"' in page
         assert data["name"] == entry["name"] and data["page"] == entry["page"]
-        assert data["ranking"] == entry["ranking"]
-        assert data["channels"] == entry["grid"]["channels"] == len(data["mean"])
+        (image,) = data["images"]  # the one image's arrays, once: nothing repeats them
+        assert not {"mean", "max", "positive", "flat", "ranking"} & data.keys()
+        assert image["ranking"] == entry["ranking"]
+        assert data["channels"] == entry["grid"]["channels"] == len(image["mean"])
         for key in ("cols", "gap", "tile_width", "tile_height", "width", "height"):
             assert data["grid"][key] == entry["grid"][key]
-        assert data["grid"]["src"] == entry["activation"]
-        for ours, theirs in zip(data["mean"], entry["channels"]["channel_mean"], strict=True):
+        assert image["grid"] == entry["activation"]
+        for ours, theirs in zip(image["mean"], entry["channels"]["channel_mean"], strict=True):
             assert abs(ours - theirs) <= 5e-4 * max(1.0, abs(theirs))
+        for key in ("low", "high"):
+            assert data[key] == pytest.approx(entry["channels"][f"shown_{key}"], rel=5e-3)
         assert data["filters"]["src"] == entry["filters"]
 
 
@@ -86,3 +92,16 @@ def test_embedded_json_cannot_break_out_of_its_attribute(tmp_path):
     page = (report.site_dir / report.manifest["layers"][0]["page"]).read_text(encoding="utf-8")
     assert "<b>" not in page and "<script" not in page.replace('<script src="static/', "")
     assert _embedded(page)["name"] == "a'></article><b>"
+
+
+def test_report_js_is_every_part_once_in_order(tmp_path):
+    """report.js is put together from templates/static/js/: a part left out of SCRIPT_PARTS
+    would silently be missing from every report."""
+    folder = template_dir() / "static" / SCRIPT_FOLDER
+    assert sorted(SCRIPT_PARTS) == sorted(path.name for path in folder.glob("*.js"))
+    text = script()
+    starts = [text.index((folder / part).read_text(encoding="utf-8")) for part in SCRIPT_PARTS]
+    assert starts == sorted(starts)
+    urls = copy_static(tmp_path)
+    assert (tmp_path / urls["report.js"]).read_text(encoding="utf-8") == text
+    assert not (tmp_path / "static" / SCRIPT_FOLDER).exists()

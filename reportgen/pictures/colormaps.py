@@ -40,3 +40,11 @@ def colormap_lut(name: str) -> np.ndarray | None:
         return None
     table: np.ndarray = colormap(name)(np.linspace(0.0, 1.0, 256), bytes=True)[:, :3].copy()
     return table
+
+
+def colorbar(name: str, steps: int = 256) -> np.ndarray:
+    """The colormap from its low to its high end as a 1 x ``steps`` picture (grey, or RGB
+    through :func:`colormap_lut`): the same colours the grids are drawn in."""
+    ramp = np.round(np.linspace(0.0, 255.0, steps)).astype(np.uint8)[None, :]
+    lut = colormap_lut(name)
+    return ramp if lut is None else lut[ramp]

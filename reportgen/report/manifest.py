@@ -158,7 +158,8 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
         entry["images"] = [{"activation": view.png,
                             "channel_mean": view.stats.channel_mean,
                             "channel_max": view.stats.channel_max,
-                            "flat": view.stats.channel_flat} for view in layer.images]
+                            "flat": view.stats.channel_flat,
+                            "ranking": view.ranking} for view in layer.images]
     return entry
 
 

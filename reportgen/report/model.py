@@ -120,6 +120,13 @@ class ImageActivation:
     png: str  # site-relative path
     stats: ActivationStats
 
+    @property
+    def ranking(self) -> dict[str, list[int]]:
+        """This image's channels, most active first, by mean and by max (ties in index order):
+        the page sorts by these when the image is shown, as the manifest records them."""
+        return {"mean": rank_channels(self.stats.channel_mean),
+                "max": rank_channels(self.stats.channel_max)}
+
 
 @dataclass(frozen=True)
 class Capture:

@@ -15,12 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
+from reportgen.pictures.colormaps import colorbar
+from reportgen.pictures.pngio import save_png
 from reportgen.report import views
 from reportgen.report.formatting import format_number, format_pair
 from reportgen.report.model import CHANNEL_ADDRESS, ReportRecord
 from reportgen.report.reproduce import reproduction
-from reportgen.sitelayout import ICON, INDEX, INPUT_PNG, NO_JEKYLL, STATIC_DIR, static_file
+from reportgen.sitelayout import (
+    COLORBAR_PNG,
+    ICON,
+    INDEX,
+    INPUT_PNG,
+    NO_JEKYLL,
+    STATIC_DIR,
+    static_file,
+)
+
+SCRIPT = "report.js"
+#: The parts of report.js (templates/static/js/), in the order they are put together.
+SCRIPT_FOLDER = "js"
+SCRIPT_PARTS = ("base.js", "layer.js", "channel.js", "toc.js", "keys.js", "main.js")
 
 
 def template_dir() -> Path:
@@ -45,25 +61,54 @@ def environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = lambda value: f"{100.0 * value:.1f}%"
     env.filters["pair"] = format_pair
+    env.filters["breakable"] = breakable
+    # A layer page's data (tojson) is mostly per-channel numbers: no space after each comma
+    # keeps a 1,280-channel page ~10 KB smaller.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
     env.globals["reproduce"] = reproduction  # the Reproduce section (templates/_reproduce.html)
     env.globals["channel_address"] = CHANNEL_ADDRESS  # read by report.js and the single file
     return env
 
 
+def breakable(name: str) -> markupsafe.Markup:
+    """A module path that may wrap after each dot (``features.<wbr>1.<wbr>conv``), escaped, so
+    a narrow table column wraps it rather than scroll."""
+    return markupsafe.escape(name).replace(".", markupsafe.Markup(".<wbr>"))
+
+
+def script() -> str:
+    """``report.js``: the parts in ``templates/static/js/``, in ``SCRIPT_PARTS`` order, inside one
+    function scope. One file rather than several ``<script>`` elements: one request, no
+    globals, and the single-file report inlines it like any script; no bundler, each part is
+    plain JavaScript that may use what the parts before it define."""
+    folder = template_dir() / STATIC_DIR / SCRIPT_FOLDER
+    parts = [f"/* ---- {name} */\n" + (folder / name).read_text(encoding="utf-8")
+             for name in SCRIPT_PARTS]
+    return "(function () {\n  \"use strict\";\n\n" + "\n".join(parts) + "})();\n"
+
+
 def copy_static(site: Path) -> dict[str, str]:
-    """Copy ``templates/static/*`` as ``name_cb_<hash>.ext``; return name -> relative URL."""
+    """Copy ``templates/static/*`` as ``name_cb_<hash>.ext``, and write ``report.js`` from its
+    parts the same way; return name -> relative URL."""
     source = template_dir() / STATIC_DIR
     target = site / STATIC_DIR
     target.mkdir(exist_ok=True)
+    files = {path.name: path.read_bytes() for path in sorted(source.iterdir()) if path.is_file()}
+    files[SCRIPT] = script().encode("utf-8")
     urls: dict[str, str] = {}
-    for path in sorted(source.iterdir()):
-        if not path.is_file():
-            continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
-        busted = f"{path.stem}_cb_{digest}{path.suffix}"
-        shutil.copyfile(path, target / busted)
-        urls[path.name] = static_file(busted)
+    for name, content in files.items():
+        stem, suffix = name.rsplit(".", 1)
+        busted = f"{stem}_cb_{hashlib.sha256(content).hexdigest()[:10]}.{suffix}"
+        (target / busted).write_bytes(content)
+        urls[name] = static_file(busted)
     return urls
+
+
+def write_colorbar(site: Path, cmap: str) -> str:
+    """The colormap as a 256x1 picture, low to high, for the channel view's value scale; its
+    site-relative path."""
+    save_png(colorbar(cmap), site / COLORBAR_PNG)
+    return COLORBAR_PNG
 
 
 def copy_icon(site: Path) -> str:
@@ -90,10 +135,11 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
     width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
                   input_png=INPUT_PNG, input_size=width, input_width=width,
-                  input_height=height, toc=views.toc(layers))
+                  input_height=height, toc=views.toc(layers),
+                  colorbar_png=write_colorbar(site, record.options.cmap))
     render(site, "index.html", INDEX, page="index", **common)
     for position, layer in enumerate(layers):
-        data = views.layer_data(layer, record.options, INPUT_PNG, record.inputs)
+        data = views.layer_data(layer, record.options, record.inputs)
         render(site, "layer.html", layer.page, page=layer.page, layer=layer, data=data,
                scale=data["scale"],
                filter_scale=(views.filter_display_scale(*layer.filters.size)

@@ -19,12 +19,14 @@ from typing import Any
 from reportgen.forward.hooks import ConvSpec
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import is_grey
-from reportgen.report.model import InputRecord, LayerRecord
+from reportgen.report.model import ImageActivation, InputRecord, LayerRecord
 
 #: Tiles are shown at an integer zoom that makes them at least this many CSS pixels, so a
 #: 7x7 map is not a speck and a 112x112 map is not blown up.
 MIN_TILE_DISPLAY = 64
 STAT_DIGITS = 4
+#: The value scale's ends are shown to 3 significant digits (report.js ``fmt``): no more sent.
+SCALE_DIGITS = 3
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,23 @@ def _relative(layer: LayerRecord, prefix: str) -> str:
     return name[len(prefix) + 1:] if name.startswith(prefix + ".") else name
 
 
-def _rounded(values: Sequence[float | None]) -> list[float | None]:
-    return [None if v is None or not math.isfinite(v) else float(f"{v:.{STAT_DIGITS}g}")
+def _rounded(values: Sequence[float | None], digits: int = STAT_DIGITS) -> list[float | None]:
+    return [None if v is None or not math.isfinite(v) else float(f"{v:.{digits}g}")
             for v in values]
 
 
+#: The fields of one dataset example, in the order of its row in the page's data: the image
+#: and the sprite sheet are indices into the layer's lists, the crop is in the sheet.
+EXAMPLE_FIELDS = ("image", "score", "y", "x", "sheet", "crop_x", "crop_y", "crop_width",
+                  "crop_height")
+#: The fields of one channel's feature visualisation: its crop of a sheet, and the objective.
+FEATURE_VIS_FIELDS = ("sheet", "crop_x", "crop_y", "crop_width", "crop_height", "objective")
+
+
 def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
-    """Each channel's top examples, compactly: [image, score, y, x, sheet, cx, cy, cw, ch]
-    with the image and sheet as indices into the layer's lists (a 1,280-channel layer with
-    k = 9 stays a few hundred KB in its page)."""
+    """Each channel's top examples as rows of ``EXAMPLE_FIELDS``, named once in ``fields``:
+    rows of numbers rather than objects keep a 1,280-channel layer with k = 9 a few hundred KB
+    in its page, and the names keep the page's script from reading them by position."""
     if layer.dataset is None:
         return None
     images: dict[str, int] = {}
@@ -115,7 +125,7 @@ def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
                          crop.x, crop.y, crop.width, crop.height])
         channels.append(rows)
     summaries = layer.dataset.summaries
-    return {"images": list(images), "examples": channels,
+    return {"images": list(images), "fields": list(EXAMPLE_FIELDS), "examples": channels,
             "sheets": [{"src": src, "width": layer.dataset.sheets[src][0],
                         "height": layer.dataset.sheets[src][1]} for src in sheets],
             "p50": _rounded([s.p50 for s in summaries]),
@@ -125,24 +135,39 @@ def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
 
 def _feature_vis_view(layer: LayerRecord) -> dict[str, Any] | None:
     """Sheets as a list (paths stay JSON values, which the single-file writer rewrites) and
-    per channel [sheet, x, y, width, height, objective]."""
+    per channel a row of ``FEATURE_VIS_FIELDS``, named once in ``fields``."""
     if layer.feature_vis is None:
         return None
     sources = list(layer.feature_vis.sheets)
     return {"sheets": [{"src": src, "width": layer.feature_vis.sheets[src][0],
                         "height": layer.feature_vis.sheets[src][1]} for src in sources],
+            "fields": list(FEATURE_VIS_FIELDS),
             "channels": {channel: [sources.index(item["crop"]["src"]), item["crop"]["x"],
                                    item["crop"]["y"], item["crop"]["width"],
                                    item["crop"]["height"], float(f"{item['objective']:.4g}")]
                          for channel, item in layer.feature_vis.channels.items()}}
 
 
-def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
-               inputs: Sequence[InputRecord] = ()) -> dict[str, Any]:
-    """The page's embedded index: where each channel's tile is, and its numbers.
+def _image_view(view: InputRecord, image: ImageActivation) -> dict[str, Any]:
+    """One input image as a layer page shows it: its input and top predictions (for the
+    sidebar), its grid picture, its per-channel numbers and the manifest's rankings of them."""
+    stats = image.stats
+    return {"name": str(view.image.get("source", "")), "input": view.png, "grid": image.png,
+            "predictions": [{"label": p.label, "probability": round(p.probability, 4)}
+                            for p in view.predictions],
+            "mean": _rounded(stats.channel_mean), "max": _rounded(stats.channel_max),
+            "positive": _rounded(stats.channel_fraction_positive),
+            "flat": [int(flat) for flat in stats.channel_flat], "ranking": image.ranking}
 
-    The rankings are the layer record's, which the manifest writes too, so the page ranks
-    channels exactly as the manifest does.
+
+def layer_data(layer: LayerRecord, options: BuildOptions,
+               inputs: Sequence[InputRecord]) -> dict[str, Any]:
+    """The page's embedded index: where each channel's tile is, and each image's numbers.
+
+    Every image (one for most reports) is in ``images`` once, the first included; the
+    rankings are the records' own, which the manifest writes too, so the page ranks channels
+    exactly as the manifest does, ties included. ``low`` and ``high`` are the values each
+    channel's picture draws at the colormap's two ends (shared by all the images), as shown.
     """
     layout = layer.activation.layout
     pictures = layer.filters
@@ -157,34 +182,24 @@ def layer_data(layer: LayerRecord, options: BuildOptions, input_png: str,
             filters.update(cols=pictures.layout.cols, gap=pictures.layout.gap,
                            tile_width=pictures.layout.tile_width,
                            tile_height=pictures.layout.tile_height)
-    stats = layer.stats
+    why = layer.attribution
     return {
         "name": layer.name,
         "page": layer.page,
         "channels": layout.channels,
-        "grid": {"src": layer.activation.png, "width": layout.width, "height": layout.height,
+        "grid": {"width": layout.width, "height": layout.height,
                  "cols": layout.cols, "gap": layout.gap, "tile_width": layout.tile_width,
                  "tile_height": layout.tile_height},
         "map": list(layer.map_size),
         "scale": display_scale(layout.tile_width, layout.tile_height),
         "grey": is_grey(options.cmap),
-        "input": input_png,
+        "low": _rounded(layer.activation.low, SCALE_DIGITS),
+        "high": _rounded(layer.activation.high, SCALE_DIGITS),
         "filters": filters,
-        "mean": _rounded(stats.channel_mean),
-        "max": _rounded(stats.channel_max),
-        "positive": _rounded(stats.channel_fraction_positive),
-        "flat": [int(flat) for flat in stats.channel_flat],
-        "images": [{"name": str(view.image.get("source", "")), "input": view.png,
-                    "grid": image.png, "mean": _rounded(image.stats.channel_mean),
-                    "max": _rounded(image.stats.channel_max),
-                    "positive": _rounded(image.stats.channel_fraction_positive),
-                    "flat": [int(flat) for flat in image.stats.channel_flat]}
-                   for view, image in zip(inputs, layer.images, strict=True)]
-        if len(layer.images) > 1 else None,
+        "images": [_image_view(view, image)
+                   for view, image in zip(inputs, layer.images, strict=True)],
         "dataset": _dataset_view(layer),
         "feature_vis": _feature_vis_view(layer),
-        "contribution": None if layer.attribution is None else _rounded(
-            layer.attribution.contribution),
-        "explained": None if layer.attribution is None else layer.attribution.label,
-        "ranking": layer.ranking,
+        "contribution": None if why is None else {
+            "values": _rounded(why.contribution), "ranking": layer.ranking["contribution"]},
     }
