@@ -22,7 +22,7 @@ from torch import nn
 from reportgen.dataset.crops import write_crops
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
-from reportgen.dataset.receptive import ReceptiveField, receptive_fields
+from reportgen.dataset.receptive import DEFAULT_START, ReceptiveField, receptive_fields
 from reportgen.dataset.state import state_path
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions, path_base_name
@@ -77,7 +77,9 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
     # Before the pass (cached, and seconds at most): a model whose fields cannot be measured
     # fails here, not after an hour of mining whose saved state is already gone.
     started = time.perf_counter()
-    fields = receptive_fields(module, layers)
+    # From the model's own size when it is smaller: a small fixed-size model (MNIST's 28)
+    # may not run at all on the probe's usual start.
+    fields = receptive_fields(module, layers, start=min(DEFAULT_START, preprocessing.crop))
     fields_seconds = time.perf_counter() - started
     mine_options = MineOptions(layers=tuple(layers), k=options.top_k, rectify=options.rectify)
     if options.engine == "ray":

@@ -22,6 +22,9 @@ from reportgen.report.model import CHANNEL_ADDRESS, IMAGE_DIR, INPUT_PNG, Report
 from reportgen.report.reproduce import reproduction
 
 STATIC_DIR = "static"
+#: An input smaller than this is shown enlarged, so it is drawn with square pixels: smoothing
+#: would show a 28x28 digit blurred, not as the model saw it.
+PIXELATED_BELOW = 128
 
 
 def template_dir() -> Path:
@@ -91,7 +94,8 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
     width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
                   input_png=INPUT_PNG, input_size=width, input_width=width,
-                  input_height=height, toc=views.toc(layers))
+                  input_height=height, pixelated=max(width, height) < PIXELATED_BELOW,
+                  toc=views.toc(layers))
     render(site, "index.html", "index.html", page="index", **common)
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, INPUT_PNG, record.inputs)
