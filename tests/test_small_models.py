@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
-from reportgen import build_report
+from reportgen import ReportError, build_report
 from reportgen.cli import cli
 from reportgen.dataset.receptive import ReceptiveField, receptive_fields
 from reportgen.explain.featurevis import visualise
@@ -143,6 +143,8 @@ def test_dataset_mining_of_a_fixed_size_model(mnist, tmp_path):
                           dataset=folder, top_k=2, mean=(0.1307,), std=(0.3081,))
     assert report.record.dataset is not None
     assert all(layer.dataset is not None for layer in report.layers)
+    with pytest.raises(ReportError, match="runs on 28x28: use --size 28."):
+        build_report("mnist.py:Net", "mnist.pth", "digit.png", tmp_path / "t", dataset=folder)
 
 
 def test_receptive_fields_of_a_model_whose_head_takes_one_size_only(mnist):
