@@ -165,7 +165,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     categories = list(chosen_options.categories) if chosen_options.categories else None
     loaded = load_model(model, weights, seed=chosen_options.seed, categories=categories,
                         model_args=chosen_options.model_args,
-                        weights_key=chosen_options.weights_key)
+                        weights_key=chosen_options.weights_key,
+                        trust_checkpoint=chosen_options.trust_checkpoint)
     clock.lap("model")
     # On the device once for the whole build, so every stage's own move is a no-op: the
     # build's own model stays there; a caller's module goes back at the end, also after
