@@ -148,7 +148,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     say(f"Loading {plan.spec.text if plan.spec is not None else type(model).__name__} ...")
     with clock("model"):
         loaded = load_model(model, weights, seed=chosen.seed, categories=plan.categories,
-                            model_args=chosen.model_args, weights_key=chosen.weights_key)
+                            model_args=chosen.model_args, weights_key=chosen.weights_key,
+                            trust_checkpoint=chosen.trust_checkpoint)
     with ExitStack() as on_device:
         _place(on_device, loaded.module, plan.device, isinstance(model, nn.Module), clock)
         context = _model_context(loaded, chosen)

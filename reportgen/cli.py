@@ -150,6 +150,9 @@ def cli() -> None:
 @click.option("--weights-key", default=None, metavar="KEY",
               help="The checkpoint's top-level key holding the weights, e.g. model_ema "
                    "(default: state_dict, model, ..., then EMA weights).")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Unpickle the checkpoint fully, for one holding classes of your own "
+                   "code. This can run any code in the file: only for files you trust.")
 @click.option("--mean", default=None, metavar="M[,M...]",
               help="Normalisation mean per input channel (default: the weights').")
 @click.option("--std", default=None, metavar="S[,S...]",

@@ -109,6 +109,8 @@ class BuildOptions:
     #: ``KEY=VALUE`` strings (values are Python literals); a dict is accepted too.
     model_args: tuple[str, ...] = _recorded((), "--model-arg", repeat=True)
     weights_key: str | None = _recorded(None, "--weights-key")  # where in the checkpoint
+    #: Unpickle the checkpoint fully (it can run code from the file) instead of as data only.
+    trust_checkpoint: bool = _recorded(False, "--trust-checkpoint")
     mean: tuple[float, ...] | None = _recorded(None, "--mean")  # None: the weights' own
     std: tuple[float, ...] | None = _recorded(None, "--std")
     resize: int | None = _recorded(None, "--resize")  # short side before the crop

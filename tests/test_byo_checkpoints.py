@@ -1,8 +1,10 @@
 """Every checkpoint people actually have, still read with weights_only=True (or safetensors).
 
-torchvision reference scripts (with argparse.Namespace), Lightning (keys under ``model.``),
-EMA weights (model_ema, state_dict_ema, --weights-key), safetensors; anything else holding a
-Python class is still refused, and a checkpoint without weights lists what it holds.
+torchvision reference scripts (with argparse.Namespace), Lightning (keys under ``model.``,
+paths in ``hyper_parameters``), numpy scalars and arrays beside the weights, EMA weights
+(model_ema, state_dict_ema, --weights-key), safetensors; anything else holding a Python class
+is still refused unless --trust-checkpoint, and a checkpoint without weights lists what it
+holds.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import argparse
 import json
 import os
 from collections import OrderedDict
-from pathlib import Path
+from pathlib import Path, PosixPath, PurePosixPath, PureWindowsPath
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -199,3 +202,57 @@ def test_any_other_class_is_still_refused(tmp_path):
     with pytest.raises(ReportError, match="NotAllowed"):
         load_model(TinyNet(), namespace_abuse)
     assert (argparse.Namespace,) == weightfiles.SAFE_GLOBALS
+
+
+def test_what_training_scripts_save_beside_the_weights(tmp_path):
+    net = trained()
+    before = torch.serialization.get_safe_globals()
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+                  "best_acc": np.float64(0.93), "epoch": np.int64(41), "stop": np.bool_(False),
+                  "confusion": np.eye(4, dtype=np.int32), "dtype": np.dtype("float16"),
+                  "hyper_parameters": {"data_dir": PosixPath("/data/mnist"),
+                                       "runs": PurePosixPath("runs"),
+                                       "win": PureWindowsPath(r"C:\runs")},
+                  "args": argparse.Namespace(lr=0.1)}
+    path = tmp_path / "epoch=41.ckpt"
+    torch.save(checkpoint, path)
+    assert same_weights(load_model(TinyNet(), path).module, net)
+    # Saved by numpy 1 (numpy.core) and on Windows (a WindowsPath): a legacy-format pickle
+    # whose names are spelled so.
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"model": net.state_dict(), "acc": np.float32(0.5), "mean": np.zeros(3),
+                "root": PureWindowsPath(r"D:\data")}, legacy,
+               _use_new_zipfile_serialization=False)
+    data = legacy.read_bytes()
+    assert b"numpy._core.multiarray" in data and b"pathlib\nPureWindowsPath" in data
+    legacy.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+                       .replace(b"pathlib\nPureWindowsPath", b"pathlib\nWindowsPath"))
+    assert same_weights(load_model(TinyNet(), legacy).module, net)
+    assert torch.serialization.get_safe_globals() == before  # nothing added for the caller
+
+
+def test_trust_checkpoint_unpickles_fully_after_a_warning(tmp_path, monkeypatch):
+    net = trained()
+    checkpoint = reference_checkpoint(net)
+    checkpoint["config"] = NotAllowed()  # a class of the user's own code, importable
+    torch.save(checkpoint, tmp_path / "own.pth")
+    (tmp_path / "tiny.py").write_text("from conftest import TinyNet\n")
+    monkeypatch.chdir(tmp_path)
+    refused = CliRunner().invoke(cli, ["build", "-m", "tiny.py:TinyNet", "-w", "own.pth",
+                                       "-i", "coffee", "-d", "s", "--size", "16"])
+    assert refused.exit_code == 2
+    assert "(test_byo_checkpoints.NotAllowed)" in refused.output
+    assert "--trust-checkpoint" in refused.output
+    result = CliRunner().invoke(cli, ["build", "-m", "tiny.py:TinyNet", "-w", "own.pth",
+                                      "--trust-checkpoint", "-i", "coffee", "-d", "s",
+                                      "--size", "16"])
+    assert result.exit_code == 0, result.output
+    warning = result.output.index("can run any code the file holds")
+    assert warning < result.output.index("Report of")
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["options"]["trust_checkpoint"] is True
+    assert "--trust-checkpoint" in manifest["command"]
+    assert same_weights(load_model(TinyNet(), "own.pth", trust_checkpoint=True).module, net)
+    with pytest.raises(ReportError, match="--trust-checkpoint unpickles a checkpoint file, "
+                                          "but --weights is none"):
+        load_model(TinyNet(), "none", trust_checkpoint=True)

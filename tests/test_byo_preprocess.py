@@ -71,7 +71,7 @@ def test_one_channel_net_on_an_rgb_file(tmp_path):
     picture = png(report.site_dir / "img" / "input.png")
     assert picture.shape == (28, 28, 3)
     assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
-    expected = Preprocessing(32, 28, (0.449,), (0.226,), channels=1)(
+    expected = Preprocessing(28, 28, (0.449,), (0.226,), channels=1)(
         Image.open(photo).convert("RGB"))
     assert torch.allclose(seen[0], expected)
     assert "grey (1 channel)" in (report.site_dir / "index.html").read_text()

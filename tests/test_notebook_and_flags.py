@@ -52,9 +52,9 @@ def test_a_crop_that_discards_most_of_a_panorama_is_noted(tmp_path, tiny_net):
     panorama = np.zeros((500, 4000, 3), np.uint8)
     report = build_report(tiny_net, None, panorama, tmp_path / "s", size=32)
     notes = [note for note in report.manifest["notes"] if "centre crop keeps" in note]
-    # resized to 37 px on the short side (296x37), then a 32x32 crop: 1024 / 10952 = 9 %
-    assert notes and "keeps 9% of the 4000x500 image" in notes[0]
-    # a square keeps (64 / 73)^2 = 77 % under the usual resize-then-crop: no note
+    # resized to --size on the short side (256x32), then a 32x32 crop: 1024 / 8192 = 12 %
+    assert notes and "keeps 12% of the 4000x500 image" in notes[0]
+    # a square is resized to --size and kept whole: no note
     square = build_report(tiny_net, None, np.zeros((80, 80, 3), np.uint8), tmp_path / "q",
                           size=64)
     assert not [note for note in square.manifest["notes"] if "centre crop" in note]

@@ -34,7 +34,7 @@ from torch import nn
 
 from reportgen.cachedir import cache_dir
 from reportgen.errors import ReportError
-from reportgen.forward.hooks import ConvHooks, record_name
+from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
 from reportgen.inputs.modelinput import input_channels
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,22 @@ def _measure(probe: nn.Module, layers: Sequence[str] | None, size: int,
 
     channels, _ = input_channels(probe)  # a grey model takes 1
     image = torch.ones(3, channels, size, size, requires_grad=True)  # three probes
-    with torch.enable_grad(), ConvHooks(probe, keep, list(layers) if layers else None):
-        probe(image)
+    unreached: list[str] = []
+    try:
+        with torch.enable_grad(), ConvHooks(probe, keep, list(layers) if layers else None):
+            probe(image)
+    except Exception as error:  # noqa: BLE001 - the user's forward may fail in any way
+        # A head that takes only the model's own size (a Linear after the convs) fails after
+        # the convs ran: their outputs are all the probe needs. Layers the failure came
+        # before are measured at the next size, or the error is said in one line.
+        reached = {name.partition("@")[0] for name in outputs}
+        unreached = [name for name in _probed(probe, layers)
+                     if name not in reached and name not in found]
+        if unreached and not outputs and not found:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ReportError(
+                f"The receptive fields cannot be measured: the model fails on a {size}x{size} "
+                f"input before {unreached[0]} ({type(error).__name__}: {first}).") from None
     missing = []
     for name, output in outputs.items():
         if name in found:
@@ -214,7 +228,12 @@ def _measure(probe: nn.Module, layers: Sequence[str] | None, size: int,
             missing.append(name)
         else:
             found[name] = field
-    return missing
+    return missing + unreached
+
+
+def _probed(probe: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    """The module names the probe measures: ``layers``, or every conv."""
+    return list(layers) if layers else [name for name, _ in conv_layers(probe)]
 
 
 def _field(output: torch.Tensor, image: torch.Tensor, size: int) -> ReceptiveField | None:

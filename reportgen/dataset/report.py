@@ -23,9 +23,10 @@ from reportgen.analysis import LayerContext, ModelContext
 from reportgen.dataset.crops import write_crops
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
-from reportgen.dataset.receptive import ReceptiveField, receptive_fields
+from reportgen.dataset.receptive import DEFAULT_START, ReceptiveField, receptive_fields
 from reportgen.dataset.state import state_path
 from reportgen.errors import ReportError
+from reportgen.inputs.inputsize import check_input_size
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions, path_base_name
 from reportgen.pictures.pngio import PngWriter
@@ -77,9 +78,13 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
                     model_id: str | None, progress: bool) -> DatasetRun:
     """One pass over the dataset's ``files`` with hooks on ``layers`` (conv module paths)."""
     # Before the pass (cached, and seconds at most): a model whose fields cannot be measured
-    # fails here, not after an hour of mining whose saved state is already gone.
+    # fails here, not after an hour of mining whose saved state is already gone; so does a
+    # size the model cannot take (meta shapes: milliseconds), with the --size it can.
+    check_input_size(module, preprocessing.crop, type(module).__name__, preprocessing.channels)
     started = time.perf_counter()
-    fields = receptive_fields(module, layers)
+    # From the model's own size when it is smaller: a small fixed-size model (MNIST's 28)
+    # may not run at all on the probe's usual start.
+    fields = receptive_fields(module, layers, start=min(DEFAULT_START, preprocessing.crop))
     fields_seconds = time.perf_counter() - started
     mine_options = MineOptions(layers=tuple(layers), k=options.top_k, rectify=options.rectify)
     if options.engine == "ray":

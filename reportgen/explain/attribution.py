@@ -83,12 +83,12 @@ def attribute(module: nn.Module, batch: torch.Tensor, *, layers: Sequence[str] |
               device: str | torch.device = "cpu") -> Attribution:
     """Grad-CAM and contributions of ``layers`` (conv module paths; all convs if None).
 
-    ``batch`` is one preprocessed image, (1, 3, H, W); ``target`` a class index, a label from
+    ``batch`` is one preprocessed image, (1, C, H, W); ``target`` a class index, a label from
     ``categories``, or None for the top-1 class. One forward and one backward pass; no
     parameter's ``.grad`` is computed or touched, and the model is left as it was found.
     """
     if batch.dim() != 4 or batch.shape[0] != 1:
-        raise ReportError(f"Attribution takes one image, a (1, 3, H, W) batch, not "
+        raise ReportError(f"Attribution takes one image, a (1, C, H, W) batch, not "
                           f"{tuple(batch.shape)}.")
     names = [name for name, _ in conv_layers(module)]
     wanted = list(names if layers is None else layers)

@@ -55,13 +55,14 @@ class FeatureVisSettings:
     seed: int = 0
     rectify: bool = False
     input_size: int = 224
+    channels: int = 3  # the model's input channels: 1 sees the picture grey
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     transforms_version: int = TRANSFORMS_VERSION
 
     @classmethod
     def of(cls, preprocessing: Preprocessing, **settings: Any) -> FeatureVisSettings:
-        made = cls(input_size=int(preprocessing.crop),
+        made = cls(input_size=int(preprocessing.crop), channels=int(preprocessing.channels),
                    mean=tuple(float(v) for v in preprocessing.mean),
                    std=tuple(float(v) for v in preprocessing.std), **settings)
         made.check()
@@ -75,6 +76,24 @@ class FeatureVisSettings:
         if not self.lr > 0:
             raise ReportError("Feature visualisation learning rate must be positive, "
                               f"not {self.lr}.")
+
+    def shown(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] as the model's channels see it: grey (as the report's
+        input, ITU-R 601 luma) for a 1-channel model, and still three channels for a picture."""
+        if self.channels != 1:
+            return rgb
+        from torchvision.transforms import functional as TF
+
+        grey: torch.Tensor = TF.rgb_to_grayscale(rgb, num_output_channels=3)
+        return grey
+
+    def model_input(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] as the model takes it: its channels, normalised."""
+        if self.channels == 1:
+            rgb = self.shown(rgb)[:, :1]
+        mean = torch.tensor(self.mean, device=rgb.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=rgb.device).view(1, -1, 1, 1)
+        return ((rgb - mean) / std).contiguous(memory_format=torch.channels_last)
 
     def describe(self) -> dict[str, Any]:
         record = asdict(self)
@@ -206,13 +225,11 @@ def _optimise(tap: LayerTap, channels: list[int], settings: FeatureVisSettings,
     frame = settings.size + 2 * spec.pad
     matrices = torch.stack([draw_matrices(g, settings.steps, frame, spec)
                             for g in generators], dim=1).to(device)  # (steps, N, 2, 3)
-    mean, std = _mean_std(settings, device)
     rows = torch.arange(len(channels), device=device)
     index = torch.tensor(channels, device=device)
     optimiser = torch.optim.Adam([image.spectrum], lr=settings.lr)
     for step in range(settings.steps):
-        seen = apply(image(), matrices[step], settings.input_size, spec)
-        seen = ((seen - mean) / std).contiguous(memory_format=torch.channels_last)
+        seen = settings.model_input(apply(image(), matrices[step], settings.input_size, spec))
         maps = tap(seen)[rows, index]
         if settings.rectify:
             maps = maps.clamp_min(0)
@@ -220,8 +237,8 @@ def _optimise(tap: LayerTap, channels: list[int], settings: FeatureVisSettings,
         # Only the image's gradient: no parameter .grad is computed or touched.
         (image.spectrum.grad,) = torch.autograd.grad(loss, [image.spectrum])
         optimiser.step()
-    with torch.no_grad():
-        rgb = image().permute(0, 2, 3, 1).mul(255).round().clamp(0, 255)
+    with torch.no_grad():  # a grey model's picture is shown grey: what it sees
+        rgb = settings.shown(image()).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255)
     return rgb.to(torch.uint8).cpu().numpy()
 
 
@@ -231,8 +248,7 @@ def pictures_to_batch(pictures: Sequence[np.ndarray], settings: FeatureVisSettin
     rgb = torch.from_numpy(np.stack(pictures)).to(device).permute(0, 3, 1, 2).float() / 255
     rgb = F.interpolate(rgb, size=(settings.input_size,) * 2, mode="bilinear",
                         align_corners=False, antialias=True)
-    mean, std = _mean_std(settings, torch.device(device))
-    return ((rgb - mean) / std).contiguous(memory_format=torch.channels_last)
+    return settings.model_input(rgb)
 
 
 def layer_means(tap: LayerTap, batch: torch.Tensor, rectify: bool) -> torch.Tensor:
@@ -249,9 +265,3 @@ def _objectives(tap: LayerTap, pictures: list[np.ndarray], channels: list[int],
     means = layer_means(tap, pictures_to_batch(pictures, settings, device), settings.rectify)
     return [float(means[row, channel]) for row, channel in enumerate(channels)]
 
-
-def _mean_std(settings: FeatureVisSettings,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(settings.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(settings.std, device=device).view(1, -1, 1, 1)
-    return mean, std

@@ -14,6 +14,7 @@ from reportgen.errors import ReportError
 from reportgen.forward.features import FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvHooks, ConvSpec, conv_layers, record_name
 from reportgen.forward.selection import BLOCKS, block_names
+from reportgen.inputs.inputsize import size_failures_explained
 from reportgen.inputs.modelinput import input_channels
 from reportgen.inputs.models import build_skeleton
 from reportgen.options import LAYER_TABLE_SIZE
@@ -44,9 +45,11 @@ def conv_table(model: str, size: int = LAYER_TABLE_SIZE,
             feature_spec(name, module, view) if isinstance(view, FeatureView) else view)})
 
     channels = input_channels(network)[0]
+    batch = torch.empty(1, channels, size, size, device="meta")
     try:
-        with ConvHooks(network, on_output, [*convs, *blocks]) as hooks:
-            hooks.run(torch.empty(1, channels, size, size, device="meta"))
+        with size_failures_explained(network, batch, model), \
+                ConvHooks(network, on_output, [*convs, *blocks]) as hooks:
+            hooks.run(batch)
     except RuntimeError as error:
         raise ReportError(f"{model} cannot run on a {size}x{size} input: "
                           f"{str(error).splitlines()[0]}") from None

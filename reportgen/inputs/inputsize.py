@@ -7,6 +7,9 @@ the smallest square input that works and put that number in the error.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -16,6 +19,8 @@ from reportgen.errors import ReportError
 SEARCH_LIMIT = 2048
 #: Sizes tried when the model does not run on any larger input (a fixed-size head).
 COMMON_SIZES = (224, 299, 256, 128, 96, 64, 32, 28)
+#: How far from the asked size a fixed-size model's own size is looked for, first.
+NEAR = 32
 
 
 def runs_on(module: nn.Module, size: int, channels: int = 3) -> bool | None:
@@ -63,11 +68,33 @@ def minimum_size(module: nn.Module, failing: int, channels: int = 3) -> int | No
     return high
 
 
-def check_input_size(module: nn.Module, crop: int, name: str) -> None:
+def fixed_size(module: nn.Module, crop: int, channels: int = 3) -> int | None:
+    """A size a fixed-size model runs on: the nearest to ``crop`` (a ``--size 27`` meant
+    28), else the first common one."""
+    near = sorted(range(max(1, crop - NEAR), crop + NEAR + 1), key=lambda size: abs(size - crop))
+    for size in dict.fromkeys([*near, *COMMON_SIZES]):
+        if size != crop and runs_on(module, size, channels):
+            return size
+    return None
+
+
+def check_input_size(module: nn.Module, crop: int, name: str, channels: int = 3) -> None:
     """Raise a :class:`ReportError` naming the minimum when ``crop`` is too small."""
-    if runs_on(module, crop) is not False:
+    if runs_on(module, crop, channels) is not False:
         return
-    explain_failure(module, crop, name, None)
+    explain_failure(module, crop, name, None, channels)
+
+
+@contextmanager
+def size_failures_explained(module: nn.Module, batch: torch.Tensor, name: str
+                            ) -> Iterator[None]:
+    """Run the model inside: a failure that is the input's size becomes one line naming the
+    --size that works (any other error passes through unchanged)."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as error:
+        explain_failure(module, int(batch.shape[-1]), name, error, channels=int(batch.shape[1]))
+        raise
 
 
 def explain_failure(module: nn.Module, crop: int, name: str, error: Exception | None,
@@ -85,12 +112,11 @@ def explain_failure(module: nn.Module, crop: int, name: str, error: Exception | 
             raise ReportError(
                 f"The input is too small for {name}: a {crop}x{crop} crop does not fit, it needs "
                 f"at least {needed}x{needed}{detail}. Use --size {needed} or larger.")
-        fits = [size for size in COMMON_SIZES
-                if size < crop and runs_on(module, size, channels)]
-        if fits:
+        fits = fixed_size(module, crop, channels)
+        if fits is not None:
             raise ReportError(
                 f"{name} cannot run on a {crop}x{crop} input{detail}, but it runs on "
-                f"{fits[0]}x{fits[0]}: use --size {fits[0]}.")
+                f"{fits}x{fits}: use --size {fits}.")
         return  # no size works: a bug in the model, not the user's input; keep its traceback
     if error is not None and any(hint in str(error) for hint in SIZE_HINTS):
         raise ReportError(  # meta could not tell; the message is clearly about sizes

@@ -35,6 +35,7 @@ from reportgen.inputs.modelspec import (
     model_kwargs,
     parse_model_spec,
 )
+from reportgen.inputs.weightfiles import CheckpointReading
 from reportgen.options import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -150,33 +151,39 @@ def check_size_before_loading(spec: ModelSpec | None, size: int | None,
 
 def load_model(model: str | nn.Module, weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
                *, seed: int = 0, categories: list[str] | None = None,
-               model_args: tuple[str, ...] = (), weights_key: str | None = None) -> LoadedModel:
+               model_args: tuple[str, ...] = (), weights_key: str | None = None,
+               trust_checkpoint: bool = False) -> LoadedModel:
     """Resolve a model spec (or the caller's own module) and its weights.
 
     ``model_args`` are canonical ``KEY=VALUE`` strings (see BuildOptions.model_args) passed to
-    the builder; ``weights_key`` picks the state_dict inside a checkpoint.
+    the builder; ``weights_key`` picks the state_dict inside a checkpoint;
+    ``trust_checkpoint`` unpickles a checkpoint fully (after a warning) instead of as data.
     """
     given = "none" if weights is None else os.fspath(weights)
     if weights_key is not None and not looks_like_path(given):
         raise ReportError(f"--weights-key {weights_key} picks the weights inside a checkpoint "
                           f"file, but --weights is {given}; pass the checkpoint's path.")
+    if trust_checkpoint and not looks_like_path(given):
+        raise ReportError(f"--trust-checkpoint unpickles a checkpoint file, but --weights is "
+                          f"{given}; pass the checkpoint's path, or leave the flag out.")
+    reading = CheckpointReading(weights_key, trust_checkpoint)
     if isinstance(model, nn.Module):
         check_model(model, model_args)
-        return _users_module(model, weights, categories, weights_key)
+        return _users_module(model, weights, categories, reading)
     spec = check_model(model, model_args)
     assert spec is not None
     kwargs = model_kwargs(model_args)
     if spec.kind == TIMM:
-        return _from_timm(spec, given, seed, categories, kwargs, weights_key)
+        return _from_timm(spec, given, seed, categories, kwargs, reading)
     if spec.is_factory:
-        return _from_factory(spec, given, seed, categories, kwargs, weights_key)
+        return _from_factory(spec, given, seed, categories, kwargs, reading)
     model = spec.target
     if given.lower() == "none":
         module = _seeded(seed, lambda: build_architecture(model, on_meta=False, kwargs=kwargs))
         return LoadedModel(module, model, {"name": "none", "seed": seed,
                                            "note": "random initialisation"}, categories)
     if looks_like_path(given):
-        return _from_checkpoint(model, Path(given), categories, kwargs, weights_key)
+        return _from_checkpoint(model, Path(given), categories, kwargs, reading)
     return _from_named_weights(model, given, categories, kwargs)
 
 
@@ -194,7 +201,7 @@ def looks_like_path(spec: str) -> bool:
 
 
 def _from_factory(spec: ModelSpec, given: str, seed: int, categories: list[str] | None,
-                  kwargs: dict[str, Any], weights_key: str | None) -> LoadedModel:
+                  kwargs: dict[str, Any], reading: CheckpointReading) -> LoadedModel:
     """``package.module:factory`` or ``file.py:factory``: built under --seed, then the
     checkpoint if one is named. DEFAULT is the model as the factory builds it."""
     factory = resolve_factory(spec)
@@ -206,7 +213,7 @@ def _from_factory(spec: ModelSpec, given: str, seed: int, categories: list[str] 
         record = {"name": "DEFAULT", "seed": seed,
                   "note": "as the factory builds it (random parts seeded with --seed)"}
     elif looks_like_path(given):
-        record, notes = load_checkpoint_into(module, Path(given), spec.recorded, weights_key)
+        record, notes = load_checkpoint_into(module, Path(given), spec.recorded, reading)
     else:
         raise ReportError(f"Unknown weights '{given}' for {spec.text}; a model from your own "
                           "factory takes DEFAULT (as the factory builds it), none, or a "
@@ -216,7 +223,7 @@ def _from_factory(spec: ModelSpec, given: str, seed: int, categories: list[str] 
 
 
 def _from_timm(spec: ModelSpec, given: str, seed: int, categories: list[str] | None,
-               kwargs: dict[str, Any], weights_key: str | None) -> LoadedModel:
+               kwargs: dict[str, Any], reading: CheckpointReading) -> LoadedModel:
     name = spec.target
     notes: list[str] = []
     names = categories
@@ -226,12 +233,11 @@ def _from_timm(spec: ModelSpec, given: str, seed: int, categories: list[str] | N
     elif looks_like_path(given):
         path = Path(given)
         if "num_classes" not in kwargs:
-            classes = timmzoo.load_checkpoint_classes(
-                name, weightfiles.read_checkpoint(path, weights_key).state)
+            classes = timmzoo.load_checkpoint_classes(name, reading.read(path).state)
             if classes is not None:
                 kwargs = {**kwargs, "num_classes": classes}
         module = _seeded(seed, lambda: timmzoo.build_timm(name, kwargs))
-        record, notes = load_checkpoint_into(module, path, spec.recorded, weights_key)
+        record, notes = load_checkpoint_into(module, path, spec.recorded, reading)
     else:
         module, record, notes, found = timmzoo.pretrained(name, given, kwargs)
         names = categories or found
@@ -240,10 +246,10 @@ def _from_timm(spec: ModelSpec, given: str, seed: int, categories: list[str] | N
                        [*notes, *config_notes], TIMM)
 
 
-def load_checkpoint_into(module: nn.Module, path: Path, name: str, weights_key: str | None
+def load_checkpoint_into(module: nn.Module, path: Path, name: str, reading: CheckpointReading
                          ) -> tuple[dict[str, Any], list[str]]:
     """Load a checkpoint into a built module: its weights record and the notes to show."""
-    found = weightfiles.read_checkpoint(path, weights_key)
+    found = reading.read(path)
     fitted = fit_keys(found.state, module.state_dict().keys())
     _check_keys(module, fitted.state, name, path.name)
     module.load_state_dict(fitted.state, strict=True)
@@ -323,8 +329,8 @@ def _download_or_explain(name: str, chosen: Any) -> weightfiles.WeightFile:
 
 
 def _from_checkpoint(name: str, path: Path, categories: list[str] | None,
-                     user_kwargs: dict[str, Any], weights_key: str | None) -> LoadedModel:
-    found = weightfiles.read_checkpoint(path, weights_key)
+                     user_kwargs: dict[str, Any], reading: CheckpointReading) -> LoadedModel:
+    found = reading.read(path)
     skeleton = build_architecture(name, on_meta=True, kwargs=user_kwargs)
     fitted = fit_keys(found.state, skeleton.state_dict().keys())
     kwargs = dict(user_kwargs)
@@ -442,11 +448,11 @@ def _drop_aux_heads(name: str, module: nn.Module) -> None:
 
 
 def _users_module(module: nn.Module, weights: Any, categories: list[str] | None,
-                  weights_key: str | None) -> LoadedModel:
+                  reading: CheckpointReading) -> LoadedModel:
     name = type(module).__name__
     record: dict[str, Any] = {"name": IN_MEMORY_WEIGHTS, "note": "the caller's own module"}
     named = ("DEFAULT", "NONE", IN_MEMORY_WEIGHTS.upper())
     notes: list[str] = []
     if weights is not None and str(weights).upper() not in named:
-        record, notes = load_checkpoint_into(module, Path(os.fspath(weights)), name, weights_key)
+        record, notes = load_checkpoint_into(module, Path(os.fspath(weights)), name, reading)
     return LoadedModel(module, name, record, categories, notes=notes, kind=OBJECT)

@@ -49,7 +49,9 @@ class Preprocessing:
     @classmethod
     def from_preset(cls, preset: Any | None, size: int | None = None) -> Preprocessing:
         """Read a torchvision ImageClassification preset (or take a Preprocessing, as timm's
-        data config gives); ``size`` overrides the crop size."""
+        data config gives); ``size`` overrides the crop size, keeping the preset's resize to
+        crop ratio. Without a preset (no named weights) ``size`` is the resize too: ImageNet's
+        256/224 margin would silently enlarge and cut a picture made at the model's size."""
         if preset is None:
             base = cls(resize=256, crop=224)
         elif isinstance(preset, Preprocessing):
@@ -61,6 +63,9 @@ class Preprocessing:
                        source="the weights' transforms()")
         if size is None or size == base.crop:
             return base
+        if preset is None:  # no weights' ratio to keep: a 28x28 digit stays whole at --size 28
+            return cls(size, size, base.mean, base.std, base.interpolation,
+                       f"{base.source}, resized to {size} by --size", base.channels)
         resize = max(size, round(size * base.resize / base.crop))
         return cls(resize, size, base.mean, base.std, base.interpolation,
                    f"{base.source}, crop size overridden to {size} by --size", base.channels)

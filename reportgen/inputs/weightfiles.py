@@ -11,6 +11,8 @@ import argparse
 import hashlib
 import importlib.util
 import logging
+import os
+import pathlib
 import pickle
 import re
 from collections.abc import Mapping
@@ -39,6 +41,13 @@ SAFETENSORS_SUFFIX = ".safetensors"
 #: scripts save their command line as ``'args': argparse.Namespace(...)``, an attribute bag
 #: rebuilt by setting its ``__dict__`` (no constructor, no code of its own runs).
 SAFE_GLOBALS = (argparse.Namespace,)
+#: Lightning's ``hyper_parameters`` hold paths; a path is rebuilt from its parts. Where the
+#: other system's concrete path cannot exist (a WindowsPath on Linux), its pure twin stands in.
+PATH_CLASSES: dict[str, type] = {
+    "PurePath": pathlib.PurePath, "PurePosixPath": pathlib.PurePosixPath,
+    "PureWindowsPath": pathlib.PureWindowsPath, "Path": pathlib.Path,
+    "PosixPath": pathlib.PosixPath if os.name != "nt" else pathlib.PurePosixPath,
+    "WindowsPath": pathlib.WindowsPath if os.name == "nt" else pathlib.PureWindowsPath}
 
 
 @dataclass(frozen=True)
@@ -108,14 +117,27 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class CheckpointReading:
+    """How to read a checkpoint file: the key holding the weights (None: look in the usual
+    places), and whether it is unpickled fully (``--trust-checkpoint``) instead of as data."""
+
+    key: str | None = None
+    trust: bool = False
+
+    def read(self, path: Path) -> FoundState:
+        return read_checkpoint(path, self.key, trust=self.trust)
+
+
 def read_state_dict(path: Path, shown_name: str | None = None) -> dict[str, torch.Tensor]:
     """Load a state_dict (or a dict holding one, see :mod:`~reportgen.inputs.checkpoints`)."""
     return read_checkpoint(path, shown_name=shown_name).state
 
 
 def read_checkpoint(path: Path, key: str | None = None,
-                    shown_name: str | None = None) -> FoundState:
-    """The weights in a checkpoint file, data only: under ``key`` when given."""
+                    shown_name: str | None = None, trust: bool = False) -> FoundState:
+    """The weights in a checkpoint file, data only (``trust``: fully unpickled, after a
+    warning): under ``key`` when given."""
     shown = shown_name or path.name
     if not path.exists():
         raise ReportError(f"Checkpoint '{shown}' does not exist.")
@@ -123,13 +145,47 @@ def read_checkpoint(path: Path, key: str | None = None,
         raise ReportError(f"Checkpoint '{shown}' is a folder; pass the .pth/.pt file.")
     if path.suffix.lower() == SAFETENSORS_SUFFIX or _looks_like_safetensors(path):
         return find_state_dict(_read_safetensors(path, shown), shown, key)
-    return find_state_dict(_torch_load(path, shown), shown, key)
+    return find_state_dict(_torch_load(path, shown, trust), shown, key)
 
 
-def _torch_load(path: Path, shown: str) -> Any:
-    """``torch.load(weights_only=True)``, with the harmless globals of training scripts."""
+def safe_globals() -> list[Any]:
+    """What ``weights_only=True`` may rebuild here (passed per load, never added to torch's
+    global list in the caller's process): :data:`SAFE_GLOBALS`, paths and numpy data."""
+    paths = [(cls, f"{module}.{name}") for name, cls in PATH_CLASSES.items()
+             for module in ("pathlib", "pathlib._local")]  # Python 3.13 pickles the latter
+    return [*SAFE_GLOBALS, *paths, *_numpy_globals()]
+
+
+def _numpy_globals() -> list[Any]:
+    """numpy scalars (``'best_acc': np.float64(0.93)``), dtypes and arrays: rebuilt from their
+    bytes, with no code of their own. Under both spellings of numpy's core module (numpy 1
+    saved ``numpy.core``, numpy 2 ``numpy._core``): a checkpoint names the one it was saved
+    with."""
     try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        import numpy as np
+    except ImportError:  # pragma: no cover - torch's own tests run without numpy
+        return []
+    rebuilders: list[Any] = [np.float64(0).__reduce__()[0], np.zeros(1).__reduce__()[0]]
+    spelled = [(function, f"{core}.multiarray.{function.__name__}")
+               for function in rebuilders for core in ("numpy.core", "numpy._core")]
+    classes = getattr(np, "dtypes", None)  # numpy 1.25 and later: a class per dtype
+    dtypes = [getattr(classes, name) for name in getattr(classes, "__all__", ())]
+    return [*spelled, np.ndarray, np.dtype, *dtypes]
+
+
+def _torch_load(path: Path, shown: str, trust: bool = False) -> Any:
+    """``torch.load(weights_only=True)``, with the harmless globals of training scripts; with
+    ``trust``, a full unpickling, after a warning."""
+    if trust:
+        log.warning("--trust-checkpoint: unpickling '%s' fully, which can run any code the "
+                    "file holds; use it only for a checkpoint you made or trust.", shown)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # noqa: BLE001 - unpickling fails in many ways on junk
+            raise ReportError(f"'{shown}' could not be unpickled ({_first_line(error)}); pass "
+                              "a file written by torch.save.") from None
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
             try:
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as error:
@@ -141,16 +197,21 @@ def _torch_load(path: Path, shown: str) -> Any:
         if found:
             raise ReportError(
                 f"Checkpoint '{shown}' contains Python objects ({found.group(1)}), not just "
-                "tensors, and reportgen loads checkpoints only with weights_only=True because "
+                "tensors, and reportgen loads checkpoints with weights_only=True because "
                 "unpickling them could run arbitrary code. Save the weights alone with "
-                "torch.save(model.state_dict(), path) and pass that file.") from None
+                "torch.save(model.state_dict(), path), or pass --trust-checkpoint if you "
+                "trust the file.") from None
         raise ReportError(f"'{shown}' is not a PyTorch checkpoint (it is not a pickle of "
                           "tensors); pass a file written by torch.save.") from None
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on junk
-        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
-        reason = f"{type(error).__name__}: {first}" if first else type(error).__name__
-        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({reason}); pass a file "
-                          "written by torch.save.") from None
+        raise ReportError(f"'{shown}' is not a PyTorch checkpoint ({_first_line(error)}); "
+                          "pass a file written by torch.save.") from None
+
+
+def _first_line(error: Exception) -> str:
+    """``Type: first line of the message``, for a one-line error."""
+    first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _looks_like_safetensors(path: Path) -> bool:

@@ -32,6 +32,7 @@ from reportgen.forward.features import FeatureView, read_feature_map
 from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
 from reportgen.forward.stats import activation_stats, rank_channels
 from reportgen.inputs.images import SourceImage, load_image
+from reportgen.inputs.inputsize import size_failures_explained
 from reportgen.inputs.modelinput import input_channels
 from reportgen.inputs.models import load_model
 from reportgen.inputs.modelspec import FILE, parse_model_spec
@@ -197,7 +198,9 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                         weights_key=inputs.options.weights_key)
     preprocessing = inputs.preprocessing or Preprocessing.chosen(
         loaded.preprocessing, inputs.options, input_channels(loaded.module)[0])[0]
-    maps = capture(loaded.module, preprocessing(picture.rgb), selections, device_chosen)
+    batch = preprocessing(picture.rgb)
+    with size_failures_explained(loaded.module, batch, loaded.name):
+        maps = capture(loaded.module, batch, selections, device_chosen)
     panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
               for selection in selections]
     convs = {name for name, _ in conv_layers(loaded.module)}

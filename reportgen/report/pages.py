@@ -37,6 +37,9 @@ SCRIPT = "report.js"
 #: The parts of report.js (templates/static/js/), in the order they are put together.
 SCRIPT_FOLDER = "js"
 SCRIPT_PARTS = ("base.js", "layer.js", "channel.js", "toc.js", "keys.js", "main.js")
+#: An input smaller than this is shown enlarged, so it is drawn with square pixels: smoothing
+#: would show a 28x28 digit blurred, not as the model saw it.
+PIXELATED_BELOW = 128
 
 
 def template_dir() -> Path:
@@ -135,8 +138,8 @@ def write_pages(site: Path, record: ReportRecord, input_size: int | tuple[int, i
     width, height = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     common = dict(report=record, layers=layers, assets=assets, predictions=record.predictions,
                   input_png=INPUT_PNG, input_size=width, input_width=width,
-                  input_height=height, toc=views.toc(layers),
-                  colorbar_png=write_colorbar(site, record.options.cmap))
+                  input_height=height, pixelated=max(width, height) < PIXELATED_BELOW,
+                  toc=views.toc(layers), colorbar_png=write_colorbar(site, record.options.cmap))
     render(site, "index.html", INDEX, page="index", **common)
     for position, layer in enumerate(layers):
         data = views.layer_data(layer, record.options, record.inputs)
