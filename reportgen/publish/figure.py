@@ -383,81 +383,162 @@ def _metadata(kind: str) -> dict[str, Any]:
 
 
 #: Layout in inches: a block's title, the label above each panel, the gap between panels,
-#: and the column kept for colour bars (one per block, or one per panel with "channel").
+#: and the column kept for colour bars (one per block, or one per panel with "channel"). The
+#: bar columns are first guesses: :func:`_draw` widens them to what the tick labels and the
+#: bar's label really take, so nothing is cut at the figure's edge.
 TITLE_IN, LABEL_IN, GAP_IN = 0.40, 0.15, 0.05
 BAR_IN, BAR_WIDTH_IN, BAR_PAD_IN = 0.55, 0.09, 0.06
 SMALL_BAR_IN = 0.42
+#: Text is shrunk to fit, down to this size in points (what journals accept at the least).
+MIN_FONT = 5.0
+LINE_IN = FONT_SIZE * 1.3 / 72
+#: The white kept below the last row (for the colour bar's lowest tick label), and right of
+#: the colour bar's label.
+BOTTOM_IN, EDGE_IN = 0.06, 0.03
+
+
+def _text_inches(text: str, size: float) -> float:
+    """How wide matplotlib sets ``text`` (its widest line) at ``size`` points, in inches."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    agg: Any = RendererAgg  # untyped in matplotlib's stubs
+    with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
+        prop = FontProperties(size=size)
+        renderer = agg(1, 1, 72)  # at 72 dpi a pixel is a point
+        return max(float(renderer.get_text_width_height_descent(line, prop, ismath=False)[0])
+                   for line in text.split("\n")) / 72
+
+
+def _fit_text(text: str, size: float, limit: float) -> tuple[str, float]:
+    """``text`` within ``limit`` inches: broken after its semicolons, then set smaller (not
+    below :data:`MIN_FONT`); a text that still does not fit is left at the smallest size."""
+    if _text_inches(text, size) <= limit:
+        return text, size
+    text = text.replace("; ", ";\n")
+    while _text_inches(text, size) > limit and size > MIN_FONT:
+        size = max(MIN_FONT, size - 0.5)
+    return text, size
 
 
 @dataclass(frozen=True)
 class _BlockLayout:
-    """Where one layer's panels go: they fill the width, the colour bar sits beside them."""
+    """Where one layer's panels go: sized for ``columns`` panels a row (so a few channels stay
+    panel-sized rather than filling the width), the colour bar right beside them."""
 
     columns: int
     rows: int
     panel_width: float
     panel_height: float
     bar_each: bool  # one colour bar per panel (per-channel ranges) or one for the block
+    reserve: float  # inches kept right of a panel (bar_each) or of the block for colour bars
+    title: str
+    label_size: float
+    bar_label: tuple[str, float]  # the block's colour bar: its label and font size
 
     @classmethod
-    def of(cls, panel: LayerPanel, width: float, columns: int, normalize: str
-           ) -> _BlockLayout:
-        columns = max(1, min(columns, len(panel.channels)))  # never empty columns
+    def of(cls, panel: LayerPanel, width: float, columns: int, normalize: str, shown: str,
+           reserve: float | None = None) -> _BlockLayout:
         bar_each = normalize != "layer"
-        reserved = columns * SMALL_BAR_IN if bar_each else BAR_IN
-        panel_width = (width - reserved - (columns - 1) * GAP_IN) / columns
-        _, map_height, map_width = panel.shape
-        panel_height = panel_width * map_height / max(1, map_width)
-        return cls(columns, math.ceil(len(panel.channels) / columns), panel_width,
-                   panel_height, bar_each)
+        if reserve is None:
+            reserve = SMALL_BAR_IN if bar_each else BAR_IN
+        labels = [_panel_label(panel, position) for position in range(len(panel.channels))]
+        while True:
+            panel_width = (width - (columns * reserve if bar_each else reserve) -
+                           (columns - 1) * GAP_IN) / columns
+            label_size = min(_fit_text(label, FONT_SIZE - 1, panel_width)[1] for label in labels)
+            fits = all(_text_inches(label, label_size) <= panel_width for label in labels)
+            if fits or columns == 1:  # fewer panels a row when even small ids do not fit
+                break
+            columns -= 1
+        channels, map_height, map_width = panel.shape
+        title, _ = _fit_text(f"{panel.layer}  ({channels}×{map_height}×{map_width})\n"
+                             f"{shown}; {_how(normalize)}", FONT_SIZE, width)
+        rows, panel_height = math.ceil(len(panel.channels) / columns), \
+            panel_width * map_height / max(1, map_width)
+        flat = sum(panel.flat)
+        bar_label = _fit_text(shown + (f"; {flat} flat" if flat else ""), FONT_SIZE - 1,
+                              rows * panel_height + (rows - 1) * (LABEL_IN + GAP_IN))
+        return cls(min(columns, len(panel.channels)), rows, panel_width, panel_height,
+                   bar_each, reserve, title, label_size, bar_label)
+
+    @property
+    def title_height(self) -> float:
+        return TITLE_IN + (self.title.count("\n") - 1) * LINE_IN
 
     @property
     def height(self) -> float:
-        return TITLE_IN + self.rows * (LABEL_IN + self.panel_height) + (self.rows - 1) * GAP_IN
+        return (self.title_height + self.rows * (LABEL_IN + self.panel_height) +
+                (self.rows - 1) * GAP_IN)
 
     def panel_origin(self, position: int) -> tuple[float, float]:
         """(x, y) of a panel's top-left corner in inches from the block's top-left."""
         row, column = divmod(position, self.columns)
-        step = self.panel_width + (SMALL_BAR_IN if self.bar_each else 0.0) + GAP_IN
-        return column * step, TITLE_IN + LABEL_IN + row * (LABEL_IN + self.panel_height + GAP_IN)
+        step = self.panel_width + (self.reserve if self.bar_each else 0.0) + GAP_IN
+        return column * step, (self.title_height + LABEL_IN +
+                               row * (LABEL_IN + self.panel_height + GAP_IN))
+
+
+def _panel_label(panel: LayerPanel, position: int) -> str:
+    """The channel id ``LAYER:INDEX``, what ``--select`` takes and the README promises."""
+    flat = " (flat)" if panel.flat[position] else ""
+    return f"{panel.layer}:{panel.channels[position]}{flat}"
 
 
 def _draw(figure: Figure, colormap: Any, columns: int, shown: str, model_name: str) -> None:
+    """Lay out, draw, measure the colour bars' real width, and lay out again if they need
+    more than was kept for them (at most a few times: wider bars leave the maps smaller)."""
     import matplotlib
-    from matplotlib.figure import Figure as MplFigure
 
-    layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize)
-               for panel in figure.panels]
-    figure.height = round(sum(layout.height for layout in layouts) +
-                          GAP_IN * (len(layouts) - 1) + 0.05, 3)
-    if figure.height > PAGE_HEIGHT_INCHES:
-        log.warning("The figure is %.1f in tall, more than a page; select fewer channels or "
-                    "pass a larger --columns.", figure.height)
+    reserve: float | None = None
     with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
-        canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi)
-        top = 0.0
-        for panel, layout in zip(figure.panels, layouts, strict=True):
-            _draw_layer(canvas, figure, top, panel, layout, colormap, shown)
-            top += layout.height + GAP_IN
+        for _ in range(4):
+            layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize, shown,
+                                       reserve) for panel in figure.panels]
+            canvas, needed = _compose(figure, layouts, colormap)
+            if needed + EDGE_IN <= layouts[0].reserve + 1e-6:
+                break
+            reserve = needed + EDGE_IN
+        if figure.height > PAGE_HEIGHT_INCHES:
+            log.warning("The figure is %.1f in tall, more than a page; select fewer channels "
+                        "or pass a larger --columns.", figure.height)
         _save(canvas, figure)
 
 
+def _compose(figure: Figure, layouts: list[_BlockLayout], colormap: Any
+             ) -> tuple[Any, float]:
+    """The drawn matplotlib figure, and the widest colour bar (ticks and label) in inches."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    figure.height = round(sum(layout.height for layout in layouts) +
+                          GAP_IN * (len(layouts) - 1) + BOTTOM_IN, 3)
+    canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi)
+    agg: Any = FigureCanvasAgg(canvas)  # get_renderer is untyped in the stubs
+    top, bars = 0.0, []
+    for panel, layout in zip(figure.panels, layouts, strict=True):
+        bars += _draw_layer(canvas, figure, top, panel, layout, colormap)
+        top += layout.height + GAP_IN
+    renderer = agg.get_renderer()
+    needed = max((bar.ax.get_tightbbox(renderer).x1 / figure.dpi - left
+                  for bar, left in bars), default=0.0)
+    return canvas, needed
+
+
 def _draw_layer(canvas: Any, figure: Figure, top: float, panel: LayerPanel,
-                layout: _BlockLayout, colormap: Any, shown: str) -> None:
-    """One layer: its title, its panels left to right, its colour bar(s) beside them."""
+                layout: _BlockLayout, colormap: Any) -> list[tuple[Any, float]]:
+    """One layer: its title, its panels left to right, its colour bar(s) beside them. Gives
+    each colour bar with where the space kept for it starts (inches from the left)."""
     width, height = figure.width, figure.height
 
     def box(x: float, y: float, w: float, h: float) -> list[float]:  # inches -> figure units
         return [x / width, 1.0 - (top + y + h) / height, w / width, h / height]
 
-    channels, map_height, map_width = panel.shape
-    flat = sum(panel.flat)
-    canvas.text(0.0, 1.0 - (top + 0.02) / height,
-                f"{panel.layer}  ({channels}×{map_height}×{map_width})\n{shown}; "
-                f"{_how(figure.normalize)}", ha="left", va="top", linespacing=1.3,
-                fontsize=FONT_SIZE)
+    canvas.text(0.0, 1.0 - (top + 0.02) / height, layout.title, ha="left", va="top",
+                linespacing=1.3, fontsize=FONT_SIZE)
     images = []
-    for position, channel in enumerate(panel.channels):
+    for position in range(len(panel.channels)):
         x, y = layout.panel_origin(position)
         axis = canvas.add_axes(box(x, y, layout.panel_width, layout.panel_height))
         axis.set_xticks([])
@@ -467,25 +548,30 @@ def _draw_layer(canvas: Any, figure: Figure, top: float, panel: LayerPanel,
             vmin, vmax = vmin - 0.5, vmin + 0.5
         image = axis.imshow(panel.maps[position], cmap=colormap, vmin=vmin, vmax=vmax,
                             interpolation="nearest", resample=False, aspect="auto")
-        label = f"ch {channel}" + (" (flat)" if panel.flat[position] else "")
-        axis.set_title(label, pad=1.5, fontsize=FONT_SIZE - 1)
+        axis.set_title(_panel_label(panel, position), pad=1.5, fontsize=layout.label_size)
         for spine in axis.spines.values():
             spine.set_linewidth(0.4)
         images.append((x, y, image))
+    bars = []
     if layout.bar_each:
         for x, y, image in images:
             bar_axis = canvas.add_axes(box(x + layout.panel_width + BAR_PAD_IN, y, BAR_WIDTH_IN,
                                            layout.panel_height))
-            _style_bar(canvas.colorbar(image, cax=bar_axis, extend=_extend(panel, image)))
+            bar = canvas.colorbar(image, cax=bar_axis, extend=_extend(panel, image))
+            _style_bar(bar)
+            bars.append((bar, x + layout.panel_width))
     elif images:
         used = min(layout.columns, len(images))
         right = used * layout.panel_width + (used - 1) * GAP_IN
         rows_height = layout.rows * (LABEL_IN + layout.panel_height) + (layout.rows - 1) * GAP_IN
-        bar_axis = canvas.add_axes(box(right + BAR_PAD_IN, TITLE_IN + LABEL_IN, BAR_WIDTH_IN,
-                                       rows_height - LABEL_IN))
+        bar_axis = canvas.add_axes(box(right + BAR_PAD_IN, layout.title_height + LABEL_IN,
+                                       BAR_WIDTH_IN, rows_height - LABEL_IN))
         bar = canvas.colorbar(images[0][2], cax=bar_axis, extend=_extend(panel, images[0][2]))
-        bar.set_label(shown + (f"; {flat} flat" if flat else ""), fontsize=FONT_SIZE - 1)
+        label, size = layout.bar_label
+        bar.set_label(label, fontsize=size)
         _style_bar(bar, zero=True)
+        bars.append((bar, right))
+    return bars
 
 
 def _how(normalize: str) -> str:
