@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from reportgen.options import (
 )
 from reportgen.pictures.colormaps import colormap
 from reportgen.pictures.ranges import picture_range
+from reportgen.publish.figuresite import ReportPictures, parse_panels
 from reportgen.publish.staging import atomic_write
 from reportgen.report import manifest as manifests
 from reportgen.report.stamp import source_date
@@ -116,7 +117,8 @@ class Figure:
     height: float
     dpi: int
     normalize: str
-    panels: list[LayerPanel] = field(default_factory=list)
+    panels: list[LayerPanel] = field(default_factory=list)  # the maps drawn, per selection
+    kinds: tuple[str, ...] = ("map",)  # the panels of each channel (--panels)
 
     @property
     def size(self) -> int:
@@ -146,7 +148,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                 normalize: str = "layer", cmap: str | None = None, width: str | float = "7in",
                 dpi: int = 300, columns: int | None = None, size: int | None = None,
                 rectify: bool | None = None, seed: int = 0, device: str = "cpu",
-                model_args: Any = ()) -> Figure:
+                model_args: Any = (), panels: str | Sequence[str] = "map") -> Figure:
     """Draw the selected channels of the selected layers into ``output`` (.pdf/.svg/.png).
 
     Either name a ``model``/``weights``/``image`` as for :func:`reportgen.build_report` (the
@@ -155,6 +157,10 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     manifest names by base name). ``model_args`` are keyword arguments for a model factory,
     as ``--model-arg``. ``normalize="layer"`` gives each layer one colour scale, its
     real min..max; ``"channel"`` gives every channel its own scale and colorbar.
+
+    ``panels`` other than ``"map"`` (``"map,examples,featurevis,gradcam"``, any of them) draw
+    one row per channel with those pictures from the report ``source``; without ``"map"``
+    the model does not run at all.
     """
     target = Path(output)
     kind = FORMATS.get(target.suffix.lower())
@@ -176,9 +182,20 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     if not selections:
         raise ReportError("Choose what to draw with --select LAYER or --select LAYER:CH,CH "
                           "(reportgen layers --model NAME lists the layers).")
+    kinds = parse_panels(panels)
+    pictures = None
+    if kinds != ("map",):  # rows of a built report's pictures, all checked before any work
+        if source is None:
+            raise ReportError(f"--panels {','.join(kinds)} draws a built report's pictures; "
+                              "name the report with --from SITE.")
+        pictures = ReportPictures(manifests.read(Path(source)))
+        selections = [Selection(item.layer, tuple(pictures.channels(item.layer, item.channels,
+                                                                    kinds)))
+                      for item in selections]
 
     if source is not None:
-        inputs = _inputs_from_report(Path(source), weights, image)
+        inputs = _inputs_from_report(Path(source), weights, image) if "map" in kinds else \
+            _Inputs(None, None, None, manifests.read(Path(source)).options, None)
     else:
         inputs = _Inputs(model if model is not None else DEFAULT_MODEL,
                          weights if weights is not None else DEFAULT_WEIGHTS,
@@ -188,8 +205,32 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
         rectify=inputs.options.rectify if rectify is None else rectify,
         cmap=cmap or inputs.options.cmap)
     drawn_with = colormap(shown_options.cmap)
-    device_chosen = parse_device(device)
+    if "map" in kinds:
+        drawn, convs_only = _maps(inputs, selections, normalize, shown_options.rectify,
+                                  parse_device(device))
+    else:
+        assert pictures is not None
+        drawn, convs_only = [], all(pictures.layer(item.layer).get("kind") == "conv"
+                                    for item in selections)
+    figure = Figure(target, kind, inches, 0.0, dpi, normalize, drawn, kinds)
+    shown = _shown(shown_options.rectify, convs_only)
+    if pictures is None:
+        per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
+        _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)), shown)
+    else:
+        from reportgen.publish.figurerows import channel_rows, draw_rows
 
+        rows = channel_rows(pictures, selections, drawn, kinds, inches)
+        _finish(figure, lambda: draw_rows(figure, rows, kinds, drawn_with, shown))
+    log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
+              f"{figure.size:,}")
+    return figure
+
+
+def _maps(inputs: _Inputs, selections: list[Selection], normalize: str, rectify: bool,
+          device: torch.device) -> tuple[list[LayerPanel], bool]:
+    """Run the model once on the image: each selection's maps, and whether all are convs."""
+    assert inputs.model is not None
     picture = load_image(inputs.image)
     _check_hash(picture, inputs.image_sha256)
     loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed,
@@ -197,25 +238,18 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                         weights_key=inputs.options.weights_key)
     preprocessing = inputs.preprocessing or Preprocessing.chosen(
         loaded.preprocessing, inputs.options, input_channels(loaded.module)[0])[0]
-    maps = capture(loaded.module, preprocessing(picture.rgb), selections, device_chosen)
-    panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
+    maps = capture(loaded.module, preprocessing(picture.rgb), selections, device)
+    panels = [_panel(selection, maps[selection.layer], normalize, rectify)
               for selection in selections]
     convs = {name for name, _ in conv_layers(loaded.module)}
-    figure = Figure(target, kind, inches, 0.0, dpi, normalize, panels)
-    per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
-    _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)),
-          _shown(shown_options.rectify, all(panel.layer.partition("@")[0] in convs
-                                            for panel in panels)), loaded.name)
-    log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
-              f"{figure.size:,}")
-    return figure
+    return panels, all(panel.layer.partition("@")[0] in convs for panel in panels)
 
 
 @dataclass(frozen=True)
 class _Inputs:
     """What to run: a model, its weights, an image, and how the report was built."""
 
-    model: str | nn.Module
+    model: str | nn.Module | None  # None: only the report's pictures are drawn
     weights: Any
     image: Any
     options: BuildOptions
@@ -412,14 +446,32 @@ def _text_inches(text: str, size: float) -> float:
 
 
 def _fit_text(text: str, size: float, limit: float) -> tuple[str, float]:
-    """``text`` within ``limit`` inches: broken after its semicolons, then set smaller (not
-    below :data:`MIN_FONT`); a text that still does not fit is left at the smallest size."""
+    """``text`` within ``limit`` inches: broken after its semicolons, then between words, then
+    set smaller (not below :data:`MIN_FONT`); what still does not fit (a channel id has no
+    space to break at) is left at the smallest size."""
     if _text_inches(text, size) <= limit:
         return text, size
     text = text.replace("; ", ";\n")
-    while _text_inches(text, size) > limit and size > MIN_FONT:
+    while True:
+        wrapped = _wrap_words(text, size, limit)
+        if _text_inches(wrapped, size) <= limit or size <= MIN_FONT:
+            return wrapped, size
         size = max(MIN_FONT, size - 0.5)
-    return text, size
+
+
+def _wrap_words(text: str, size: float, limit: float) -> str:
+    """Each line of ``text`` broken between words where it is wider than ``limit`` inches."""
+    lines = []
+    for line in text.split("\n"):
+        current = ""
+        for word in line.split(" "):
+            joined = f"{current} {word}" if current else word
+            if current and _text_inches(joined, size) > limit:
+                lines.append(current)
+                joined = word
+            current = joined
+        lines.append(current)
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -486,24 +538,38 @@ def _panel_label(panel: LayerPanel, position: int) -> str:
     return f"{panel.layer}:{panel.channels[position]}{flat}"
 
 
-def _draw(figure: Figure, colormap: Any, columns: int, shown: str, model_name: str) -> None:
-    """Lay out, draw, measure the colour bars' real width, and lay out again if they need
-    more than was kept for them (at most a few times: wider bars leave the maps smaller)."""
+def _draw(figure: Figure, colormap: Any, columns: int, shown: str) -> None:
+    def compose(reserve: float | None) -> tuple[Any, float, float]:
+        layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize, shown,
+                                   reserve) for panel in figure.panels]
+        return (*_compose(figure, layouts, colormap), layouts[0].reserve)
+
+    _finish(figure, lambda: _fit_bars(compose))
+
+
+def _finish(figure: Figure, draw: Callable[[], Any]) -> None:
+    """Draw with the figure's fonts and settings (also in force while saving) and save."""
     import matplotlib
 
-    reserve: float | None = None
     with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
-        for _ in range(4):
-            layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize, shown,
-                                       reserve) for panel in figure.panels]
-            canvas, needed = _compose(figure, layouts, colormap)
-            if needed + EDGE_IN <= layouts[0].reserve + 1e-6:
-                break
-            reserve = needed + EDGE_IN
+        canvas = draw()
         if figure.height > PAGE_HEIGHT_INCHES:
             log.warning("The figure is %.1f in tall, more than a page; select fewer channels "
                         "or pass a larger --columns.", figure.height)
         _save(canvas, figure)
+
+
+def _fit_bars(compose: Callable[[float | None], tuple[Any, float, float]]) -> Any:
+    """Lay out and draw (``compose(reserve)`` gives the figure, the widest colour bar's
+    measured width and the width kept for it), and again with the measured width if the bars
+    need more than was kept (a few times at most: wider bars leave the maps smaller)."""
+    reserve: float | None = None
+    for _ in range(4):
+        canvas, needed, kept = compose(reserve)
+        if needed + EDGE_IN <= kept + 1e-6:
+            break
+        reserve = needed + EDGE_IN
+    return canvas
 
 
 def _compose(figure: Figure, layouts: list[_BlockLayout], colormap: Any
@@ -520,10 +586,15 @@ def _compose(figure: Figure, layouts: list[_BlockLayout], colormap: Any
     for panel, layout in zip(figure.panels, layouts, strict=True):
         bars += _draw_layer(canvas, figure, top, panel, layout, colormap)
         top += layout.height + GAP_IN
+    return canvas, _bars_width(agg, bars, figure.dpi)
+
+
+def _bars_width(agg: Any, bars: list[tuple[Any, float]], dpi: int) -> float:
+    """How far the widest colour bar (its ticks and label) reaches right of where the space
+    kept for it starts, in inches, as the renderer sets it."""
     renderer = agg.get_renderer()
-    needed = max((bar.ax.get_tightbbox(renderer).x1 / figure.dpi - left
-                  for bar, left in bars), default=0.0)
-    return canvas, needed
+    return max((bar.ax.get_tightbbox(renderer).x1 / dpi - left for bar, left in bars),
+               default=0.0)
 
 
 def _draw_layer(canvas: Any, figure: Figure, top: float, panel: LayerPanel,
