@@ -16,7 +16,8 @@ import reportgen
 from dataset_helpers import make_dataset, one_torch_thread  # noqa: F401
 from reportgen.cli import cli
 from reportgen.errors import ReportError
-from reportgen.publish.figure import make_figure
+from reportgen.publish.figure import LayerPanel, make_figure
+from reportgen.publish.figurerows import ChannelRow
 from reportgen.publish.figuresite import ReportPictures
 from reportgen.report import manifest as manifests
 from test_figure import needs_pdffonts, rasterised, white_edges
@@ -166,3 +167,11 @@ def test_the_command_draws_rows(site, tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "f.png") as png:
         assert png.width == 350 and png.height < 150
+
+
+def test_a_flat_map_says_so_in_its_row_label():
+    flat = np.zeros((4, 4), dtype=np.float32)
+    panel = LayerPanel("conv", (2, 4, 4), [0, 1], [flat, flat + 1], [0.0, 0.0], [1.0, 1.0],
+                       [True, False], 0.0, 1.0)
+    assert ChannelRow("conv", 0, panel, 0).label() == "conv:0 (flat)"
+    assert ChannelRow("conv", 1, panel, 1).label() == "conv:1"

@@ -62,10 +62,12 @@ class ChannelRow:
         return f"{self.layer}:{self.channel}"
 
     def label(self) -> str:
-        """The id, and the channel's share of the class score where Grad-CAM is shown."""
+        """The id (flat maps said so), and the channel's share of the class score where
+        Grad-CAM is shown."""
+        flat = " (flat)" if self.maps is not None and self.maps.flat[self.position] else ""
         if self.cam is None:
-            return self.id
-        return f"{self.id}\ncontrib. {self.cam.contribution[self.channel]:.3g}"
+            return self.id + flat
+        return f"{self.id}{flat}\ncontrib. {self.cam.contribution[self.channel]:.3g}"
 
 
 def examples_per_row(width: float, available: int) -> int:
