@@ -61,6 +61,7 @@ PANEL_INCHES = 0.875
 UNITS = {"in": 1.0, "cm": 1 / 2.54, "mm": 1 / 25.4, "pt": 1 / 72.0}
 PAGE_HEIGHT_INCHES = 9.5
 FONT_SIZE = 7.0
+TICK_FONT = FONT_SIZE - 1.5
 
 
 @dataclass(frozen=True)
@@ -492,9 +493,9 @@ class _BlockLayout:
     @classmethod
     def of(cls, panel: LayerPanel, width: float, columns: int, normalize: str, shown: str,
            reserve: float | None = None) -> _BlockLayout:
-        bar_each = normalize != "layer"
+        bar_each, asked, guessed = normalize != "layer", columns, reserve is None
         if reserve is None:
-            reserve = SMALL_BAR_IN if bar_each else BAR_IN
+            reserve = max(SMALL_BAR_IN if bar_each else BAR_IN, _bar_guess(panel, bar_each))
         labels = [_panel_label(panel, position) for position in range(len(panel.channels))]
         while True:
             panel_width = (width - (columns * reserve if bar_each else reserve) -
@@ -512,6 +513,9 @@ class _BlockLayout:
         flat = sum(panel.flat)
         bar_label = _fit_text(shown + (f"; {flat} flat" if flat else ""), FONT_SIZE - 1,
                               rows * panel_height + (rows - 1) * (LABEL_IN + GAP_IN))
+        more_lines = bar_label[0].count("\n") * bar_label[1] * 1.2 / 72
+        if guessed and more_lines and not bar_each:  # the label broke: guess again, wider
+            return cls.of(panel, width, asked, normalize, shown, reserve + more_lines)
         return cls(min(columns, len(panel.channels)), rows, panel_width, panel_height,
                    bar_each, reserve, title, label_size, bar_label)
 
@@ -614,9 +618,7 @@ def _draw_layer(canvas: Any, figure: Figure, top: float, panel: LayerPanel,
         axis = canvas.add_axes(box(x, y, layout.panel_width, layout.panel_height))
         axis.set_xticks([])
         axis.set_yticks([])
-        vmin, vmax = panel.low[position], panel.high[position]
-        if vmax <= vmin:  # a constant map: show it flat, with a range that still has width
-            vmin, vmax = vmin - 0.5, vmin + 0.5
+        vmin, vmax = _clim(panel, position)
         image = axis.imshow(panel.maps[position], cmap=colormap, vmin=vmin, vmax=vmax,
                             interpolation="nearest", resample=False, aspect="auto")
         axis.set_title(_panel_label(panel, position), pad=1.5, fontsize=layout.label_size)
@@ -658,14 +660,37 @@ def _extend(panel: LayerPanel, image: Any) -> str:
     return "both" if below and above else "min" if below else "max" if above else "neither"
 
 
-def _style_bar(bar: Any, zero: bool = False) -> None:
-    """Ticks at the real minimum and maximum (and 0 when the range crosses it)."""
-    bar.ax.tick_params(labelsize=FONT_SIZE - 1.5, width=0.4, length=2)
-    bar.outline.set_linewidth(0.4)
-    low, high = bar.mappable.get_clim()
+def _clim(panel: LayerPanel, position: int) -> tuple[float, float]:
+    """A channel's colour scale; a constant map is shown flat, on a range that has width."""
+    low, high = panel.low[position], panel.high[position]
+    return (low - 0.5, low + 0.5) if high <= low else (low, high)
+
+
+def _ticks(low: float, high: float, zero: bool) -> list[float]:
+    """A colour bar's ticks: the real minimum and maximum, and 0 when the range crosses it."""
     ticks = [low, high]
     if zero and low < 0 < high and min(-low, high) > 0.12 * (high - low):
         ticks.insert(1, 0.0)
+    return ticks
+
+
+def _bar_guess(panel: LayerPanel, bar_each: bool) -> float:
+    """About the width its colour bar(s) will take, from the tick labels' set width: a first
+    layout that is usually right, so the drawn bars' measurement rarely asks for another."""
+    positions = range(len(panel.channels)) if bar_each else range(min(1, len(panel.channels)))
+    ticks = max((_text_inches(f"{value:.3g}", TICK_FONT)
+                 for position in positions
+                 for value in _ticks(*_clim(panel, position), zero=not bar_each)), default=0.0)
+    label = 0.0 if bar_each else (4 + (FONT_SIZE - 1) * 1.2) / 72  # labelpad, one line
+    return BAR_PAD_IN + BAR_WIDTH_IN + 5.5 / 72 + ticks + label + EDGE_IN  # 5.5: tick, pad
+
+
+def _style_bar(bar: Any, zero: bool = False) -> None:
+    """Ticks at the real minimum and maximum (and 0 when the range crosses it)."""
+    bar.ax.tick_params(labelsize=TICK_FONT, width=0.4, length=2)
+    bar.outline.set_linewidth(0.4)
+    low, high = bar.mappable.get_clim()
+    ticks = _ticks(low, high, zero)
     bar.set_ticks(ticks)
     bar.set_ticklabels([f"{value:.3g}" for value in ticks])
 

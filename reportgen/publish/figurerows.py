@@ -25,7 +25,9 @@ from reportgen.publish.figure import (
     Figure,
     LayerPanel,
     Selection,
+    _bar_guess,
     _bars_width,
+    _clim,
     _extend,
     _fit_bars,
     _fit_text,
@@ -91,7 +93,9 @@ class _RowLayout:
     @classmethod
     def of(cls, rows: list[ChannelRow], kinds: tuple[str, ...], width: float, shown: str,
            normalize: str, reserve: float | None) -> _RowLayout:
-        reserve = SMALL_BAR_IN if reserve is None else reserve
+        if reserve is None:
+            reserve = max([SMALL_BAR_IN] + [_bar_guess(row.maps, True) for row in rows
+                                            if row.maps is not None])
         limit = 0.3 * width
         label_size = min(_fit_text(row.label(), FONT_SIZE - 1, limit)[1] for row in rows)
         labels = [_fit_text(row.label(), label_size, limit)[0] for row in rows]
@@ -202,9 +206,7 @@ def _compose_rows(figure: Figure, rows: list[ChannelRow], kinds: tuple[str, ...]
 def _draw_map(canvas: Any, axes: Any, panel: LayerPanel, position: int, x: float, top: float,
               map_width: float, h: float, colormap: Any, width: float) -> tuple[Any, float]:
     """The channel's real values on the figure's colour scale, its colour bar beside it."""
-    vmin, vmax = panel.low[position], panel.high[position]
-    if vmax <= vmin:
-        vmin, vmax = vmin - 0.5, vmin + 0.5
+    vmin, vmax = _clim(panel, position)
     image = axes(x, top, map_width, h).imshow(panel.maps[position], cmap=colormap, vmin=vmin,
                                               vmax=vmax, interpolation="nearest",
                                               resample=False, aspect="auto")
