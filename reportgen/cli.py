@@ -245,6 +245,10 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
                    "16 most active.")
 @click.option("--from", "source", type=click.Path(exists=True),
               help="Rebuild the input of an existing report (its folder or manifest.json).")
+@click.option("--panels", default="map", show_default=True, metavar="PANEL[,PANEL...]",
+              help="map alone: a block of maps per layer. With examples, featurevis or gradcam "
+                   "(from the --from report's --dataset, --feature-vis and --explain): a row "
+                   "per channel, e.g. map,examples,featurevis.")
 @click.option("-m", "--model", default=None, help=f"{MODEL_HELP}  [default: {DEFAULT_MODEL}]")
 @click.option("-w", "--weights", default=None,
               help=f"{WEIGHTS_HELP}  [default: {DEFAULT_WEIGHTS}]")

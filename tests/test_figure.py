@@ -90,7 +90,7 @@ def test_svg_parses_with_a_text_label_per_channel(tmp_path, gradient_image):
     root = ET.parse(made.path).getroot()
     assert root.tag == f"{SVG}svg"
     texts = {"".join(node.itertext()).strip() for node in root.iter(f"{SVG}text")}
-    assert {"ch 0", "ch 3", "ch 5"} <= texts  # vector text, not glyph outlines
+    assert {"stem:0", "stem:3", "stem:5"} <= texts  # channel ids as vector text, not outlines
     assert any(text.startswith("stem") for text in texts)
     images = list(root.iter(f"{SVG}image"))
     assert len(images) >= 3 + 6  # the maps (stem 3 + body.5 6), plus colorbars
@@ -103,6 +103,49 @@ def test_png_has_the_dpi_and_width_asked_for(tmp_path, gradient_image, width, dp
         assert tuple(round(value) for value in png.info["dpi"]) == (dpi, dpi)
         assert abs(png.width - parse_width(width) * dpi) <= 1
         assert abs(png.height - made.height * dpi) <= 1
+
+
+def white_edges(picture: np.ndarray, band: int) -> tuple[bool, bool]:
+    """Whether the right and the bottom ``band`` pixels of an RGB(A) picture are all white."""
+    grey = np.asarray(Image.fromarray(picture).convert("L"))
+    return bool((grey[:, -band:] == 255).all()), bool((grey[-band:, :] == 255).all())
+
+
+def rasterised(pdf: Path, dpi: int) -> np.ndarray:
+    """The PDF's page as poppler draws it (what a reader sees), not as matplotlib planned it."""
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-png", "-singlefile", str(pdf),
+                    str(pdf.with_suffix(""))], check=True)
+    return np.asarray(Image.open(pdf.with_suffix(".png")))
+
+
+@needs_pdffonts
+@pytest.mark.parametrize("name, width, channels", [
+    ("f.png", "7in", "0,1,2,3,4,5,6,7"), ("f.pdf", "7in", "0,1,2,3,4,5,6,7"),
+    ("f.pdf", "3.5in", "0,1,2,3"), ("f.png", "3.5in", "0,3")])
+def test_single_row_figures_keep_their_text_inside(tmp_path, gradient_image, name, width,
+                                                   channels):
+    """The colour bar's label (and the title at 3.5 in) was cut at the right and bottom."""
+    made = tiny_figure(tmp_path / name, gradient_image, select=[f"stem:{channels}"],
+                       width=width, dpi=600, rectify=True)
+    picture = (np.asarray(Image.open(made.path)) if made.format == "png"
+               else rasterised(made.path, 600))
+    assert abs(picture.shape[1] - parse_width(width) * 600) <= 2
+    assert white_edges(picture, band=12) == (True, True)  # 0.02 in of white on both sides
+    if made.format == "pdf":
+        page = subprocess.run(["pdftotext", "-bbox", str(made.path), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        root = ET.fromstring(page.replace(' xmlns="http://www.w3.org/1999/xhtml"', ""))
+        edge = float(root.find(".//page").get("width"))
+        words = root.iter("word")
+        assert all(float(w.get("xMin")) >= 0 and float(w.get("xMax")) <= edge for w in words)
+
+
+def test_one_small_map_makes_a_small_figure(tmp_path, gradient_image):
+    """One channel at the default 7 in width was a 7 x 7 in map; now it is panel-sized."""
+    made = tiny_figure(tmp_path / "f.png", gradient_image, select=["stem:1"], dpi=100)
+    with Image.open(made.path) as png:
+        assert png.width == 700 and png.height < 150  # under 1.5 in tall
+    assert made.height < 1.5
 
 
 @pytest.mark.parametrize("suffix", [".pdf", ".svg", ".png"])

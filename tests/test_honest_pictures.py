@@ -133,13 +133,19 @@ def test_figure_picks_skip_flat_channels_and_use_the_robust_range(tmp_path, grad
     assert chosen.panels[0].flat == [True, False, True]
 
 
-def test_figure_fills_the_width_with_few_panels(tmp_path, gradient_image):
-    made = make_figure(tmp_path / "fig.png", ["planted:1,3"], model=PlantedNet(), weights=None,
-                       image=gradient_image, size=SIZE, dpi=100, width="7in")
-    picture = np.asarray(Image.open(made.path).convert("L"))
-    ink = np.where((picture < 250).any(axis=0))[0]
-    # two panels and their colour bar reach across the page, not a quarter of it
-    assert ink.max() - ink.min() > 0.9 * picture.shape[1]
+def test_few_panels_keep_a_full_rows_size_with_the_bar_beside_them(tmp_path, gradient_image):
+    """Panels are sized for a row of the width (8 at 7 in): a few channels do not grow to fill
+    the page (one map made a 7 x 7 in figure), and the colour bar stays right beside them."""
+    options = dict(model=PlantedNet(), weights=None, image=gradient_image, size=SIZE, dpi=100,
+                   width="7in")
+    two = make_figure(tmp_path / "two.png", ["planted:1,3"], **options)
+    five = make_figure(tmp_path / "five.png", ["planted:0,1,2,3,4"], **options)
+    assert abs(two.height - five.height) < 0.05  # one row of (nearly) the
+    assert two.height < 1.5  # same panels: the colour bar's label may take more room
+    picture = np.asarray(Image.open(two.path).convert("L"))
+    body = picture[int(0.6 * 100):]  # below the title: the panels and their colour bar
+    ink = np.where((body < 250).any(axis=0))[0]
+    assert ink.min() == 0 and ink.max() < 0.4 * picture.shape[1]  # two panels, then the bar
 
 
 class SparseConv(nn.Conv2d):

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from reportgen.options import (
 )
 from reportgen.pictures.colormaps import colormap
 from reportgen.pictures.ranges import picture_range
+from reportgen.publish.figuresite import ReportPictures, parse_panels
 from reportgen.publish.staging import atomic_write
 from reportgen.report import manifest as manifests
 from reportgen.report.stamp import source_date
@@ -61,6 +62,7 @@ PANEL_INCHES = 0.875
 UNITS = {"in": 1.0, "cm": 1 / 2.54, "mm": 1 / 25.4, "pt": 1 / 72.0}
 PAGE_HEIGHT_INCHES = 9.5
 FONT_SIZE = 7.0
+TICK_FONT = FONT_SIZE - 1.5
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ class Figure:
     height: float
     dpi: int
     normalize: str
-    panels: list[LayerPanel] = field(default_factory=list)
+    panels: list[LayerPanel] = field(default_factory=list)  # the maps drawn, per selection
+    kinds: tuple[str, ...] = ("map",)  # the panels of each channel (--panels)
 
     @property
     def size(self) -> int:
@@ -147,7 +150,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
                 normalize: str = "layer", cmap: str | None = None, width: str | float = "7in",
                 dpi: int = 300, columns: int | None = None, size: int | None = None,
                 rectify: bool | None = None, seed: int = 0, device: str = "cpu",
-                model_args: Any = ()) -> Figure:
+                model_args: Any = (), panels: str | Sequence[str] = "map") -> Figure:
     """Draw the selected channels of the selected layers into ``output`` (.pdf/.svg/.png).
 
     Either name a ``model``/``weights``/``image`` as for :func:`reportgen.build_report` (the
@@ -156,6 +159,10 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     manifest names by base name). ``model_args`` are keyword arguments for a model factory,
     as ``--model-arg``. ``normalize="layer"`` gives each layer one colour scale, its
     real min..max; ``"channel"`` gives every channel its own scale and colorbar.
+
+    ``panels`` other than ``"map"`` (``"map,examples,featurevis,gradcam"``, any of them) draw
+    one row per channel with those pictures from the report ``source``; without ``"map"``
+    the model does not run at all.
     """
     target = Path(output)
     kind = FORMATS.get(target.suffix.lower())
@@ -177,9 +184,20 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     if not selections:
         raise ReportError("Choose what to draw with --select LAYER or --select LAYER:CH,CH "
                           "(reportgen layers --model NAME lists the layers).")
+    kinds = parse_panels(panels)
+    pictures = None
+    if kinds != ("map",):  # rows of a built report's pictures, all checked before any work
+        if source is None:
+            raise ReportError(f"--panels {','.join(kinds)} draws a built report's pictures; "
+                              "name the report with --from SITE.")
+        pictures = ReportPictures(manifests.read(Path(source)))
+        selections = [Selection(item.layer, tuple(pictures.channels(item.layer, item.channels,
+                                                                    kinds)))
+                      for item in selections]
 
     if source is not None:
-        inputs = _inputs_from_report(Path(source), weights, image)
+        inputs = _inputs_from_report(Path(source), weights, image) if "map" in kinds else \
+            _Inputs(None, None, None, manifests.read(Path(source)).options, None)
     else:
         inputs = _Inputs(model if model is not None else DEFAULT_MODEL,
                          weights if weights is not None else DEFAULT_WEIGHTS,
@@ -189,8 +207,32 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
         rectify=inputs.options.rectify if rectify is None else rectify,
         cmap=cmap or inputs.options.cmap)
     drawn_with = colormap(shown_options.cmap)
-    device_chosen = parse_device(device)
+    if "map" in kinds:
+        drawn, convs_only = _maps(inputs, selections, normalize, shown_options.rectify,
+                                  parse_device(device))
+    else:
+        assert pictures is not None
+        drawn, convs_only = [], all(pictures.layer(item.layer).get("kind") == "conv"
+                                    for item in selections)
+    figure = Figure(target, kind, inches, 0.0, dpi, normalize, drawn, kinds)
+    shown = _shown(shown_options.rectify, convs_only)
+    if pictures is None:
+        per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
+        _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)), shown)
+    else:
+        from reportgen.publish.figurerows import channel_rows, draw_rows
 
+        rows = channel_rows(pictures, selections, drawn, kinds, inches)
+        _finish(figure, lambda: draw_rows(figure, rows, kinds, drawn_with, shown))
+    log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
+              f"{figure.size:,}")
+    return figure
+
+
+def _maps(inputs: _Inputs, selections: list[Selection], normalize: str, rectify: bool,
+          device: torch.device) -> tuple[list[LayerPanel], bool]:
+    """Run the model once on the image: each selection's maps, and whether all are convs."""
+    assert inputs.model is not None
     picture = load_image(inputs.image)
     _check_hash(picture, inputs.image_sha256)
     loaded = load_model(inputs.model, inputs.weights, seed=inputs.options.seed,
@@ -200,25 +242,18 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
         loaded.preprocessing, inputs.options, input_channels(loaded.module)[0])[0]
     batch = preprocessing(picture.rgb)
     with size_failures_explained(loaded.module, batch, loaded.name):
-        maps = capture(loaded.module, batch, selections, device_chosen)
-    panels = [_panel(selection, maps[selection.layer], normalize, shown_options.rectify)
+        maps = capture(loaded.module, batch, selections, device)
+    panels = [_panel(selection, maps[selection.layer], normalize, rectify)
               for selection in selections]
     convs = {name for name, _ in conv_layers(loaded.module)}
-    figure = Figure(target, kind, inches, 0.0, dpi, normalize, panels)
-    per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
-    _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)),
-          _shown(shown_options.rectify, all(panel.layer.partition("@")[0] in convs
-                                            for panel in panels)), loaded.name)
-    log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
-              f"{figure.size:,}")
-    return figure
+    return panels, all(panel.layer.partition("@")[0] in convs for panel in panels)
 
 
 @dataclass(frozen=True)
 class _Inputs:
     """What to run: a model, its weights, an image, and how the report was built."""
 
-    model: str | nn.Module
+    model: str | nn.Module | None  # None: only the report's pictures are drawn
     weights: Any
     image: Any
     options: BuildOptions
@@ -386,109 +421,233 @@ def _metadata(kind: str) -> dict[str, Any]:
 
 
 #: Layout in inches: a block's title, the label above each panel, the gap between panels,
-#: and the column kept for colour bars (one per block, or one per panel with "channel").
+#: and the column kept for colour bars (one per block, or one per panel with "channel"). The
+#: bar columns are first guesses: :func:`_draw` widens them to what the tick labels and the
+#: bar's label really take, so nothing is cut at the figure's edge.
 TITLE_IN, LABEL_IN, GAP_IN = 0.40, 0.15, 0.05
 BAR_IN, BAR_WIDTH_IN, BAR_PAD_IN = 0.55, 0.09, 0.06
 SMALL_BAR_IN = 0.42
+#: Text is shrunk to fit, down to this size in points (what journals accept at the least).
+MIN_FONT = 5.0
+LINE_IN = FONT_SIZE * 1.3 / 72
+#: The white kept below the last row (for the colour bar's lowest tick label), and right of
+#: the colour bar's label.
+BOTTOM_IN, EDGE_IN = 0.06, 0.03
+
+
+def _text_inches(text: str, size: float) -> float:
+    """How wide matplotlib sets ``text`` (its widest line) at ``size`` points, in inches."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    agg: Any = RendererAgg  # untyped in matplotlib's stubs
+    with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
+        prop = FontProperties(size=size)
+        renderer = agg(1, 1, 72)  # at 72 dpi a pixel is a point
+        return max(float(renderer.get_text_width_height_descent(line, prop, ismath=False)[0])
+                   for line in text.split("\n")) / 72
+
+
+def _fit_text(text: str, size: float, limit: float) -> tuple[str, float]:
+    """``text`` within ``limit`` inches: broken after its semicolons, then between words, then
+    set smaller (not below :data:`MIN_FONT`); what still does not fit (a channel id has no
+    space to break at) is left at the smallest size."""
+    if _text_inches(text, size) <= limit:
+        return text, size
+    text = text.replace("; ", ";\n")
+    while True:
+        wrapped = _wrap_words(text, size, limit)
+        if _text_inches(wrapped, size) <= limit or size <= MIN_FONT:
+            return wrapped, size
+        size = max(MIN_FONT, size - 0.5)
+
+
+def _wrap_words(text: str, size: float, limit: float) -> str:
+    """Each line of ``text`` broken between words where it is wider than ``limit`` inches."""
+    lines = []
+    for line in text.split("\n"):
+        current = ""
+        for word in line.split(" "):
+            joined = f"{current} {word}" if current else word
+            if current and _text_inches(joined, size) > limit:
+                lines.append(current)
+                joined = word
+            current = joined
+        lines.append(current)
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class _BlockLayout:
-    """Where one layer's panels go: they fill the width, the colour bar sits beside them."""
+    """Where one layer's panels go: sized for ``columns`` panels a row (so a few channels stay
+    panel-sized rather than filling the width), the colour bar right beside them."""
 
     columns: int
     rows: int
     panel_width: float
     panel_height: float
     bar_each: bool  # one colour bar per panel (per-channel ranges) or one for the block
+    reserve: float  # inches kept right of a panel (bar_each) or of the block for colour bars
+    title: str
+    label_size: float
+    bar_label: tuple[str, float]  # the block's colour bar: its label and font size
 
     @classmethod
-    def of(cls, panel: LayerPanel, width: float, columns: int, normalize: str
-           ) -> _BlockLayout:
-        columns = max(1, min(columns, len(panel.channels)))  # never empty columns
-        bar_each = normalize != "layer"
-        reserved = columns * SMALL_BAR_IN if bar_each else BAR_IN
-        panel_width = (width - reserved - (columns - 1) * GAP_IN) / columns
-        _, map_height, map_width = panel.shape
-        panel_height = panel_width * map_height / max(1, map_width)
-        return cls(columns, math.ceil(len(panel.channels) / columns), panel_width,
-                   panel_height, bar_each)
+    def of(cls, panel: LayerPanel, width: float, columns: int, normalize: str, shown: str,
+           reserve: float | None = None) -> _BlockLayout:
+        bar_each, asked, guessed = normalize != "layer", columns, reserve is None
+        if reserve is None:
+            reserve = max(SMALL_BAR_IN if bar_each else BAR_IN, _bar_guess(panel, bar_each))
+        labels = [_panel_label(panel, position) for position in range(len(panel.channels))]
+        while True:
+            panel_width = (width - (columns * reserve if bar_each else reserve) -
+                           (columns - 1) * GAP_IN) / columns
+            label_size = min(_fit_text(label, FONT_SIZE - 1, panel_width)[1] for label in labels)
+            fits = all(_text_inches(label, label_size) <= panel_width for label in labels)
+            if fits or columns == 1:  # fewer panels a row when even small ids do not fit
+                break
+            columns -= 1
+        channels, map_height, map_width = panel.shape
+        title, _ = _fit_text(f"{panel.layer}  ({channels}×{map_height}×{map_width})\n"
+                             f"{shown}; {_how(normalize)}", FONT_SIZE, width)
+        rows, panel_height = math.ceil(len(panel.channels) / columns), \
+            panel_width * map_height / max(1, map_width)
+        flat = sum(panel.flat)
+        bar_label = _fit_text(shown + (f"; {flat} flat" if flat else ""), FONT_SIZE - 1,
+                              rows * panel_height + (rows - 1) * (LABEL_IN + GAP_IN))
+        more_lines = bar_label[0].count("\n") * bar_label[1] * 1.2 / 72
+        if guessed and more_lines and not bar_each:  # the label broke: guess again, wider
+            return cls.of(panel, width, asked, normalize, shown, reserve + more_lines)
+        return cls(min(columns, len(panel.channels)), rows, panel_width, panel_height,
+                   bar_each, reserve, title, label_size, bar_label)
+
+    @property
+    def title_height(self) -> float:
+        return TITLE_IN + (self.title.count("\n") - 1) * LINE_IN
 
     @property
     def height(self) -> float:
-        return TITLE_IN + self.rows * (LABEL_IN + self.panel_height) + (self.rows - 1) * GAP_IN
+        return (self.title_height + self.rows * (LABEL_IN + self.panel_height) +
+                (self.rows - 1) * GAP_IN)
 
     def panel_origin(self, position: int) -> tuple[float, float]:
         """(x, y) of a panel's top-left corner in inches from the block's top-left."""
         row, column = divmod(position, self.columns)
-        step = self.panel_width + (SMALL_BAR_IN if self.bar_each else 0.0) + GAP_IN
-        return column * step, TITLE_IN + LABEL_IN + row * (LABEL_IN + self.panel_height + GAP_IN)
+        step = self.panel_width + (self.reserve if self.bar_each else 0.0) + GAP_IN
+        return column * step, (self.title_height + LABEL_IN +
+                               row * (LABEL_IN + self.panel_height + GAP_IN))
 
 
-def _draw(figure: Figure, colormap: Any, columns: int, shown: str, model_name: str) -> None:
+def _panel_label(panel: LayerPanel, position: int) -> str:
+    """The channel id ``LAYER:INDEX``, what ``--select`` takes and the README promises."""
+    flat = " (flat)" if panel.flat[position] else ""
+    return f"{panel.layer}:{panel.channels[position]}{flat}"
+
+
+def _draw(figure: Figure, colormap: Any, columns: int, shown: str) -> None:
+    def compose(reserve: float | None) -> tuple[Any, float, float]:
+        layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize, shown,
+                                   reserve) for panel in figure.panels]
+        return (*_compose(figure, layouts, colormap), layouts[0].reserve)
+
+    _finish(figure, lambda: _fit_bars(compose))
+
+
+def _finish(figure: Figure, draw: Callable[[], Any]) -> None:
+    """Draw with the figure's fonts and settings (also in force while saving) and save."""
     import matplotlib
-    from matplotlib.figure import Figure as MplFigure
 
-    layouts = [_BlockLayout.of(panel, figure.width, columns, figure.normalize)
-               for panel in figure.panels]
-    figure.height = round(sum(layout.height for layout in layouts) +
-                          GAP_IN * (len(layouts) - 1) + 0.05, 3)
-    if figure.height > PAGE_HEIGHT_INCHES:
-        log.warning("The figure is %.1f in tall, more than a page; select fewer channels or "
-                    "pass a larger --columns.", figure.height)
     with matplotlib.rc_context(_rc()):  # type: ignore[arg-type]  # keys are checked by name
-        canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi)
-        top = 0.0
-        for panel, layout in zip(figure.panels, layouts, strict=True):
-            _draw_layer(canvas, figure, top, panel, layout, colormap, shown)
-            top += layout.height + GAP_IN
+        canvas = draw()
+        if figure.height > PAGE_HEIGHT_INCHES:
+            log.warning("The figure is %.1f in tall, more than a page; select fewer channels "
+                        "or pass a larger --columns.", figure.height)
         _save(canvas, figure)
 
 
+def _fit_bars(compose: Callable[[float | None], tuple[Any, float, float]]) -> Any:
+    """Lay out and draw (``compose(reserve)`` gives the figure, the widest colour bar's
+    measured width and the width kept for it), and again with the measured width if the bars
+    need more than was kept (a few times at most: wider bars leave the maps smaller)."""
+    reserve: float | None = None
+    for _ in range(4):
+        canvas, needed, kept = compose(reserve)
+        if needed + EDGE_IN <= kept + 1e-6:
+            break
+        reserve = needed + EDGE_IN
+    return canvas
+
+
+def _compose(figure: Figure, layouts: list[_BlockLayout], colormap: Any
+             ) -> tuple[Any, float]:
+    """The drawn matplotlib figure, and the widest colour bar (ticks and label) in inches."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    figure.height = round(sum(layout.height for layout in layouts) +
+                          GAP_IN * (len(layouts) - 1) + BOTTOM_IN, 3)
+    canvas = MplFigure(figsize=(figure.width, figure.height), dpi=figure.dpi)
+    agg: Any = FigureCanvasAgg(canvas)  # get_renderer is untyped in the stubs
+    top, bars = 0.0, []
+    for panel, layout in zip(figure.panels, layouts, strict=True):
+        bars += _draw_layer(canvas, figure, top, panel, layout, colormap)
+        top += layout.height + GAP_IN
+    return canvas, _bars_width(agg, bars, figure.dpi)
+
+
+def _bars_width(agg: Any, bars: list[tuple[Any, float]], dpi: int) -> float:
+    """How far the widest colour bar (its ticks and label) reaches right of where the space
+    kept for it starts, in inches, as the renderer sets it."""
+    renderer = agg.get_renderer()
+    return max((bar.ax.get_tightbbox(renderer).x1 / dpi - left for bar, left in bars),
+               default=0.0)
+
+
 def _draw_layer(canvas: Any, figure: Figure, top: float, panel: LayerPanel,
-                layout: _BlockLayout, colormap: Any, shown: str) -> None:
-    """One layer: its title, its panels left to right, its colour bar(s) beside them."""
+                layout: _BlockLayout, colormap: Any) -> list[tuple[Any, float]]:
+    """One layer: its title, its panels left to right, its colour bar(s) beside them. Gives
+    each colour bar with where the space kept for it starts (inches from the left)."""
     width, height = figure.width, figure.height
 
     def box(x: float, y: float, w: float, h: float) -> list[float]:  # inches -> figure units
         return [x / width, 1.0 - (top + y + h) / height, w / width, h / height]
 
-    channels, map_height, map_width = panel.shape
-    flat = sum(panel.flat)
-    canvas.text(0.0, 1.0 - (top + 0.02) / height,
-                f"{panel.layer}  ({channels}×{map_height}×{map_width})\n{shown}; "
-                f"{_how(figure.normalize)}", ha="left", va="top", linespacing=1.3,
-                fontsize=FONT_SIZE)
+    canvas.text(0.0, 1.0 - (top + 0.02) / height, layout.title, ha="left", va="top",
+                linespacing=1.3, fontsize=FONT_SIZE)
     images = []
-    for position, channel in enumerate(panel.channels):
+    for position in range(len(panel.channels)):
         x, y = layout.panel_origin(position)
         axis = canvas.add_axes(box(x, y, layout.panel_width, layout.panel_height))
         axis.set_xticks([])
         axis.set_yticks([])
-        vmin, vmax = panel.low[position], panel.high[position]
-        if vmax <= vmin:  # a constant map: show it flat, with a range that still has width
-            vmin, vmax = vmin - 0.5, vmin + 0.5
+        vmin, vmax = _clim(panel, position)
         image = axis.imshow(panel.maps[position], cmap=colormap, vmin=vmin, vmax=vmax,
                             interpolation="nearest", resample=False, aspect="auto")
-        label = f"ch {channel}" + (" (flat)" if panel.flat[position] else "")
-        axis.set_title(label, pad=1.5, fontsize=FONT_SIZE - 1)
+        axis.set_title(_panel_label(panel, position), pad=1.5, fontsize=layout.label_size)
         for spine in axis.spines.values():
             spine.set_linewidth(0.4)
         images.append((x, y, image))
+    bars = []
     if layout.bar_each:
         for x, y, image in images:
             bar_axis = canvas.add_axes(box(x + layout.panel_width + BAR_PAD_IN, y, BAR_WIDTH_IN,
                                            layout.panel_height))
-            _style_bar(canvas.colorbar(image, cax=bar_axis, extend=_extend(panel, image)))
+            bar = canvas.colorbar(image, cax=bar_axis, extend=_extend(panel, image))
+            _style_bar(bar)
+            bars.append((bar, x + layout.panel_width))
     elif images:
         used = min(layout.columns, len(images))
         right = used * layout.panel_width + (used - 1) * GAP_IN
         rows_height = layout.rows * (LABEL_IN + layout.panel_height) + (layout.rows - 1) * GAP_IN
-        bar_axis = canvas.add_axes(box(right + BAR_PAD_IN, TITLE_IN + LABEL_IN, BAR_WIDTH_IN,
-                                       rows_height - LABEL_IN))
+        bar_axis = canvas.add_axes(box(right + BAR_PAD_IN, layout.title_height + LABEL_IN,
+                                       BAR_WIDTH_IN, rows_height - LABEL_IN))
         bar = canvas.colorbar(images[0][2], cax=bar_axis, extend=_extend(panel, images[0][2]))
-        bar.set_label(shown + (f"; {flat} flat" if flat else ""), fontsize=FONT_SIZE - 1)
+        label, size = layout.bar_label
+        bar.set_label(label, fontsize=size)
         _style_bar(bar, zero=True)
+        bars.append((bar, right))
+    return bars
 
 
 def _how(normalize: str) -> str:
@@ -504,14 +663,37 @@ def _extend(panel: LayerPanel, image: Any) -> str:
     return "both" if below and above else "min" if below else "max" if above else "neither"
 
 
-def _style_bar(bar: Any, zero: bool = False) -> None:
-    """Ticks at the real minimum and maximum (and 0 when the range crosses it)."""
-    bar.ax.tick_params(labelsize=FONT_SIZE - 1.5, width=0.4, length=2)
-    bar.outline.set_linewidth(0.4)
-    low, high = bar.mappable.get_clim()
+def _clim(panel: LayerPanel, position: int) -> tuple[float, float]:
+    """A channel's colour scale; a constant map is shown flat, on a range that has width."""
+    low, high = panel.low[position], panel.high[position]
+    return (low - 0.5, low + 0.5) if high <= low else (low, high)
+
+
+def _ticks(low: float, high: float, zero: bool) -> list[float]:
+    """A colour bar's ticks: the real minimum and maximum, and 0 when the range crosses it."""
     ticks = [low, high]
     if zero and low < 0 < high and min(-low, high) > 0.12 * (high - low):
         ticks.insert(1, 0.0)
+    return ticks
+
+
+def _bar_guess(panel: LayerPanel, bar_each: bool) -> float:
+    """About the width its colour bar(s) will take, from the tick labels' set width: a first
+    layout that is usually right, so the drawn bars' measurement rarely asks for another."""
+    positions = range(len(panel.channels)) if bar_each else range(min(1, len(panel.channels)))
+    ticks = max((_text_inches(f"{value:.3g}", TICK_FONT)
+                 for position in positions
+                 for value in _ticks(*_clim(panel, position), zero=not bar_each)), default=0.0)
+    label = 0.0 if bar_each else (4 + (FONT_SIZE - 1) * 1.2) / 72  # labelpad, one line
+    return BAR_PAD_IN + BAR_WIDTH_IN + 5.5 / 72 + ticks + label + EDGE_IN  # 5.5: tick, pad
+
+
+def _style_bar(bar: Any, zero: bool = False) -> None:
+    """Ticks at the real minimum and maximum (and 0 when the range crosses it)."""
+    bar.ax.tick_params(labelsize=TICK_FONT, width=0.4, length=2)
+    bar.outline.set_linewidth(0.4)
+    low, high = bar.mappable.get_clim()
+    ticks = _ticks(low, high, zero)
     bar.set_ticks(ticks)
     bar.set_ticklabels([f"{value:.3g}" for value in ticks])
 
