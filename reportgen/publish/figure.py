@@ -165,19 +165,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     the model does not run at all.
     """
     target = Path(output)
-    kind = FORMATS.get(target.suffix.lower())
-    if kind is None:
-        raise ReportError(f"Cannot tell the figure format from '{target.name}'; end the file "
-                          "name with .pdf, .svg or .png.")
-    if target.is_dir():
-        raise ReportError(f"'{target}' is a folder; pass a file name such as figure.pdf.")
-    if normalize not in FIGURE_NORMALIZATIONS:
-        raise ReportError(f"A figure cannot use the normalisation '{normalize}'; use "
-                          f"{choices(FIGURE_NORMALIZATIONS)}.")
-    if not 50 <= dpi <= 2400:
-        raise ReportError(f"--dpi {dpi} is out of range; use 50-2400 (300 for print).")
-    if columns is not None and columns < 1:
-        raise ReportError("--columns must be at least 1.")
+    kind = _check_request(target, normalize, dpi, columns)
     inches = parse_width(width)
     selections = [item if isinstance(item, Selection) else Selection.parse(item)
                   for item in select]
@@ -227,6 +215,24 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
               f"{figure.size:,}")
     return figure
+
+
+def _check_request(target: Path, normalize: str, dpi: int, columns: int | None) -> str:
+    """The figure's format (from the file name), after refusing what cannot be drawn."""
+    kind = FORMATS.get(target.suffix.lower())
+    if kind is None:
+        raise ReportError(f"Cannot tell the figure format from '{target.name}'; end the file "
+                          "name with .pdf, .svg or .png.")
+    if target.is_dir():
+        raise ReportError(f"'{target}' is a folder; pass a file name such as figure.pdf.")
+    if normalize not in FIGURE_NORMALIZATIONS:
+        raise ReportError(f"A figure cannot use the normalisation '{normalize}'; use "
+                          f"{choices(FIGURE_NORMALIZATIONS)}.")
+    if not 50 <= dpi <= 2400:
+        raise ReportError(f"--dpi {dpi} is out of range; use 50-2400 (300 for print).")
+    if columns is not None and columns < 1:
+        raise ReportError("--columns must be at least 1.")
+    return kind
 
 
 def _maps(inputs: _Inputs, selections: list[Selection], normalize: str, rectify: bool,
