@@ -83,9 +83,36 @@ def identity_net() -> IdentityNet:
     return IdentityNet()
 
 
+def build_tiny_report(site: Path, image: Any = None, **options: Any) -> Any:
+    """The tests' one small report: a seeded TinyNet at 24 px on the gradient image (or
+    ``image``), with ``options`` as build_report's keywords. Seconds, no download."""
+    from reportgen import build_report
+
+    torch.manual_seed(0)
+    given = gradient_picture() if image is None else image
+    return build_report(TinyNet(), None, given, site, size=24, **options)
+
+
+@pytest.fixture
+def tiny_report(tmp_path: Path) -> Any:
+    """A factory: ``tiny_report(**options)`` builds into a fresh folder under tmp_path
+    (``site=`` picks the folder) and returns the Report."""
+    count = iter(range(1_000_000))
+
+    def make(site: Path | None = None, image: Any = None, **options: Any) -> Any:
+        return build_tiny_report(site or tmp_path / f"tiny-{next(count)}", image, **options)
+
+    return make
+
+
 @pytest.fixture
 def gradient_image() -> np.ndarray:
     """A 48x64 RGB image with distinct, non-constant channels."""
+    return gradient_picture()
+
+
+def gradient_picture() -> np.ndarray:
+    """gradient_image, for code that is not a test (helpers, factories)."""
     y, x = np.mgrid[0:48, 0:64]
     return np.stack([x * 4, y * 5, (x + y) * 2], axis=-1).clip(0, 255).astype(np.uint8)
 

@@ -12,14 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TinyNet, hooks_left, site_files
+from conftest import TinyNet, build_tiny_report, hooks_left, site_files
 from reportgen import build_report
 from reportgen.report.stamp import build_time
 
 
 def tiny_build(site: Path, image, **options):
-    torch.manual_seed(0)
-    return build_report(TinyNet(), None, image, site, size=24, **options)
+    return build_tiny_report(site, image, **options)
 
 
 def test_same_build_gives_identical_bytes(tmp_path, gradient_image):
