@@ -6,6 +6,7 @@ the report's examples and percentiles are checked against every image run on its
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,30 @@ def test_bad_explanation_options_fail_before_the_dataset_pass(dataset, tmp_path,
     with pytest.raises(ReportError, match=message):
         build_report(net(), None, "coffee", tmp_path / "s", size=SIZE, layers=LAYERS,
                      dataset=dataset, workers=0, **options)
+
+
+def test_an_absolute_list_file_publishes_no_absolute_path(dataset, tmp_path):
+    """A list naming files by absolute path, inside its folder and elsewhere: pages, JSON and
+    the single file show them relative to the list's folder or by name, never the full path."""
+    elsewhere = tmp_path / "private" / "holiday"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "chelsea.png").write_bytes((dataset / "photos" / "chelsea.png").read_bytes())
+    listing = dataset / "photos" / "absolute.txt"
+    listing.write_text(f"{dataset / 'photos' / 'coffee.png'}\n{dataset / 'photos/crops/rocket.jpg'}"
+                       f"\n{elsewhere / 'chelsea.png'}\n{dataset / 'faces/group1/face001.png'}\n")
+    try:
+        report = build_report(net(), None, None, tmp_path / "s", size=SIZE, layers=LAYERS[:1],
+                              dataset=listing, top_k=4, workers=0, self_contained=True)
+    finally:
+        listing.unlink()
+    examples = json.loads((report.site_dir / report.manifest["layers"][0]["examples"])
+                          .read_text(encoding="utf-8"))
+    assert {entry["image"] for channel in examples for entry in channel} == {
+        "coffee.png", "crops/rocket.jpg", "chelsea.png", "face001.png"}
+    # every published file, the single file included; the state file is gone
+    published = [path for path in (tmp_path / "s").rglob("*") if path.is_file()]
+    assert report.single_file in published
+    for path in published:
+        data = path.read_bytes()
+        for private in (str(tmp_path), str(dataset), os.path.join(Path.home(), "")):
+            assert private.encode() not in data, (path.name, private)
