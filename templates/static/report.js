@@ -426,27 +426,36 @@
     this.tiles[k].classList.add("is-current");
   };
 
-  /* With a dataset: where this image stands, and the channel's top examples as crops. */
+  /* With a dataset: where this image stands, the channel's top and most inhibiting examples
+     as crops, and what their order cannot claim (ties; a channel every image ties on). */
   Layer.prototype.fillDataset = function (k) {
     var set = this.dataset, list = this.dialog.querySelector(".cv-examples");
     if (!set || !list) return;
     // The percentile is the first image's: say so, with its peak, when another is shown.
+    // Null when every image ties (no rank); floored, so "more than" is never rounded up.
     var first = this.image ? this.images[0] : this.data, at = set.percentile[k];
-    this.dialog.querySelector(".cv-percentile").textContent = (at === null ? "" :
+    this.dialog.querySelector(".cv-percentile").textContent = at === null ? "" :
       (this.image ? "The first image" : "This image") + " excites channel " + k +
-      " more than " + at.toFixed(1) + "% of the dataset") +
+      " more than " + (at >= 100 ? "every image of the dataset" :
+        (Math.floor(at * 10 + 1e-9) / 10).toFixed(1) + "% of the dataset") +
       " (its peak " + fmt(first.max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
-      ", 99th percentile " + fmt(set.p99[k]) + ").";
+      ", 99th percentile " + fmt(set.p99[k]) + ", highest " + fmt(set.max[k]) + ").";
+    var notes = set.notes[k] || [], lows = this.dialog.querySelector(".cv-lows");
+    fillExamples(list, set, set.examples[k] || [], "Top", notes[0]);
+    if (lows) fillExamples(lows, set, set.inhibiting[k] || [], "Inhibiting", notes[1]);
+  };
+
+  function fillExamples(list, set, rows, word, note) {
     list.textContent = "";
-    var rows = set.examples[k] || [];
     for (var i = 0; i < rows.length; i++) {
       var row = rows[i], sheet = set.sheets[row[4]], item = document.createElement("li");
       var pixels = document.createElement("div"), label = document.createElement("span");
       var name = set.images[row[0]];
       pixels.className = "cv-example-px";
       pixels.setAttribute("role", "img");
-      pixels.setAttribute("aria-label", "Top " + (i + 1) + ": " + name + ", score " +
-        fmt(row[1]) + ", peak at row " + row[2] + ", column " + row[3]);
+      pixels.setAttribute("aria-label", word + " " + (i + 1) + ": " + name + ", score " +
+        fmt(row[1]) + ", " + (word === "Top" ? "peak" : "minimum") + " at row " + row[2] +
+        ", column " + row[3]);
       cropPx(pixels, sheet.src, sheet.width, sheet.height, row[5], row[6], row[7], row[8],
              96 / Math.max(row[7], row[8]));
       label.textContent = name.split("/").pop() + " · " + fmt(row[1]);
@@ -455,7 +464,8 @@
       item.appendChild(label);
       list.appendChild(item);
     }
-  };
+    list.parentNode.querySelector(".cv-note").textContent = note || "";
+  }
 
   /* The channel's feature visualisation, when it has one. */
   Layer.prototype.fillFeatureVis = function (k) {
@@ -489,7 +499,8 @@
       } else {
         px.style.backgroundImage = px.style.backgroundSize = px.style.backgroundPosition = "";
       }
-      this.tiles[k].classList.toggle("dim", mode === "featurevis" && !item);
+      this.tiles[k].classList.toggle("dim", (mode === "featurevis" && !item) ||
+                                            (mode === "examples" && !row));
     }
     this.box.classList.toggle("examples", mode !== "maps");
   };
