@@ -436,8 +436,9 @@
     var first = this.image ? this.images[0] : this.data, at = set.percentile[k];
     this.dialog.querySelector(".cv-percentile").textContent = at === null ? "" :
       (this.image ? "The first image" : "This image") + " excites channel " + k +
-      " more than " + (at >= 100 ? "every image of the dataset" :
-        (Math.floor(at * 10 + 1e-9) / 10).toFixed(1) + "% of the dataset") +
+      (at <= 0 ? " no more than any image of the dataset" : " more than " + (at >= 100 ?
+        "every image of the dataset" : (Math.floor(at * 10 + 1e-9) / 10).toFixed(1) +
+        "% of the dataset")) +
       " (its peak " + fmt(first.max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
       ", 99th percentile " + fmt(set.p99[k]) + ", highest " + fmt(set.max[k]) + ").";
     var notes = set.notes[k] || [], lows = this.dialog.querySelector(".cv-lows");
