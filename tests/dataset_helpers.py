@@ -80,11 +80,14 @@ def random_resnet18(seed: int = 0, **kwargs: object) -> nn.Module:
 
 @dataclass
 class Reference:
-    """Per layer, (N, C) maxima and flat argmax positions; ``ok[i]`` is False for junk."""
+    """Per layer, (N, C) maxima and flat argmax positions, and the minima of the conv output
+    and their flat argmin positions; ``ok[i]`` is False for junk."""
 
     scores: dict[str, torch.Tensor]
     positions: dict[str, torch.Tensor]
     ok: list[bool]
+    troughs: dict[str, torch.Tensor]
+    low_positions: dict[str, torch.Tensor]
 
 
 def brute_force(model: nn.Module, paths: list[Path], preprocessing: Preprocessing,
@@ -92,6 +95,8 @@ def brute_force(model: nn.Module, paths: list[Path], preprocessing: Preprocessin
     """Every image on its own, every map kept: what a top-k must agree with."""
     scores: dict[str, list[torch.Tensor]] = {}
     positions: dict[str, list[torch.Tensor]] = {}
+    troughs: dict[str, list[torch.Tensor]] = {}
+    low_positions: dict[str, list[torch.Tensor]] = {}
     ok = []
     calls: dict[str, int] = {}
 
@@ -102,6 +107,9 @@ def brute_force(model: nn.Module, paths: list[Path], preprocessing: Preprocessin
         recorded = record_name(name, calls[name])
         scores.setdefault(recorded, []).append(flat.max(dim=1).values)
         positions.setdefault(recorded, []).append(flat.argmax(dim=1))
+        raw = output.float()[0].flatten(1)  # inhibition is read from the conv output itself
+        troughs.setdefault(recorded, []).append(raw.min(dim=1).values)
+        low_positions.setdefault(recorded, []).append(raw.argmin(dim=1))
 
     model.eval()
     with ConvHooks(model, keep, layers):
@@ -115,18 +123,35 @@ def brute_force(model: nn.Module, paths: list[Path], preprocessing: Preprocessin
             calls.clear()
             with torch.no_grad():
                 model(batch.contiguous(memory_format=torch.channels_last))
-    return Reference({k: torch.stack(v) for k, v in scores.items()},
-                     {k: torch.stack(v) for k, v in positions.items()}, ok)
+    return Reference(*({k: torch.stack(v) for k, v in found.items()}
+                       for found in (scores, positions)), ok,
+                     *({k: torch.stack(v) for k, v in found.items()}
+                       for found in (troughs, low_positions)))
 
 
 def expected_top(reference: Reference, layer: str, channel: int,
                  k: int) -> list[tuple[int, float, int]]:
-    """(image index, score, flat position) best first; ties to the lower image index."""
+    """(image index, score, flat position) best first; ties to the lower image index; none
+    when every image peaks at the same value (nothing ranks above anything)."""
     decoded = [index for index, ok in enumerate(reference.ok) if ok]
     scores = reference.scores[layer][:, channel].tolist()
     where = reference.positions[layer][:, channel].tolist()
+    if len(decoded) > 1 and len(set(scores)) == 1:
+        return []
     ranked = sorted(range(len(decoded)), key=lambda row: (-scores[row], decoded[row]))[:k]
     return [(decoded[row], scores[row], where[row]) for row in ranked]
+
+
+def expected_bottom(reference: Reference, layer: str, channel: int,
+                    k: int) -> list[tuple[int, float, int]]:
+    """(image index, minimum, flat position) of the k most inhibiting images, lowest first,
+    among those whose map goes below zero; ties to the lower image index."""
+    decoded = [index for index, ok in enumerate(reference.ok) if ok]
+    lows = reference.troughs[layer][:, channel].tolist()
+    where = reference.low_positions[layer][:, channel].tolist()
+    below = [row for row in range(len(decoded)) if lows[row] < 0]
+    ranked = sorted(below, key=lambda row: (lows[row], decoded[row]))[:k]
+    return [(decoded[row], lows[row], where[row]) for row in ranked]
 
 
 @pytest.fixture(autouse=True, scope="module")

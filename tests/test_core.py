@@ -263,7 +263,7 @@ def test_manifest_records_what_was_built(tmp_path, tiny_net, gradient_image):
     report = build_report(tiny_net, None, gradient_image, tmp_path / "s", size=32,
                           categories=["a", "b", "c", "d"])
     manifest = json.loads((report.site_dir / "manifest.json").read_text())
-    assert manifest["schema_version"] == 3 and manifest["generator"] == "reportgen"
+    assert manifest["schema_version"] == 4 and manifest["generator"] == "reportgen"
     assert set(manifest["versions"]) >= {"reportgen", "torch", "torchvision"}
     assert manifest["image"]["source"] == "array" and len(manifest["image"]["sha256"]) == 64
     assert [p["label"] for p in manifest["predictions"]] != []

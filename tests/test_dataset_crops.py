@@ -84,7 +84,7 @@ def test_crops_contain_the_square(mined: MineResult,
     crops = layers["window"]
     assert crops.sheets == [f"{CROP_DIR}/window-000.png"]
     sheet = np.asarray(Image.open(tmp_path / crops.sheets[0]).convert("RGB"))
-    assert sheet.shape == (1 * 28, 4 * 28, 3)
+    assert sheet.shape == (1 * 28, 2 * 4 * 28, 3)  # k top, then k most inhibiting
     (examples,) = crops.examples
     assert len(examples) == 4
     for rank, example in enumerate(examples):
@@ -130,8 +130,10 @@ def test_sheets_split_channels_and_chunks_change_nothing(tmp_path: Path) -> None
     assert len(crops.sheets) == 128 // SHEET_CHANNELS and len(crops.examples) == 128
     for path in crops.sheets:
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
-        assert Image.open(tmp_path / "a" / path).size == (3 * 16, SHEET_CHANNELS * 16)
+        assert Image.open(tmp_path / "a" / path).size == (2 * 3 * 16, SHEET_CHANNELS * 16)
     assert [[e.to_json() for e in channel] for channel in crops.examples] == [
         [e.to_json() for e in channel] for channel in chunked["layer2.0.conv1"].examples]
     second = crops.examples[SHEET_CHANNELS + 1][2]
     assert second.crop.src == crops.sheets[1] and (second.crop.x, second.crop.y) == (32, 16)
+    low = crops.inhibiting[SHEET_CHANNELS + 1][0]  # after the channel's k top crops
+    assert low.crop.src == crops.sheets[1] and (low.crop.x, low.crop.y) == (48, 16)

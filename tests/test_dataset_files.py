@@ -57,6 +57,25 @@ def test_list_file_paths_are_relative_to_it(dataset: Path, tmp_path: Path) -> No
         listing.unlink()
 
 
+def test_absolute_and_home_paths_in_a_list_are_shown_without_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read from where they are; shown relative to the list's folder, else by the shortest
+    tail that tells them apart (two "b.png" from different folders)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    wanted = ("list/a.png", "list/sub/c.png", "home/pics/b.png", "other/x/b.png")
+    for name in wanted:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+    listing = tmp_path / "list" / "files.txt"
+    listing.write_text(f"{tmp_path / 'list/a.png'}\n{tmp_path / 'list/sub/../sub/c.png'}\n"
+                       f"~/pics/b.png\n{tmp_path / 'other/x/b.png'}\n")
+    files = list_dataset(listing)
+    assert files.paths == ("a.png", "sub/c.png", "pics/b.png", "x/b.png")
+    assert [files.path(i).read_bytes() for i in range(len(files))] == \
+        [name.encode() for name in wanted]
+    assert files.location(2) == str(tmp_path / "home/pics/b.png")
+
+
 def _only_hidden(folder: Path) -> Path:
     (folder / ".only").mkdir()
     (folder / ".only" / "a.png").write_bytes(b"x")

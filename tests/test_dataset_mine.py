@@ -1,6 +1,7 @@
 """The streaming pass agrees with a brute-force pass, whatever the batching."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from dataset_helpers import (
     JUNK,
     Reference,
     brute_force,
+    expected_bottom,
     expected_top,
     make_dataset,
     one_torch_thread,  # noqa: F401
@@ -90,6 +92,23 @@ def test_top_k_equals_brute_force(result: MineResult, reference: Reference) -> N
                                atol=1e-5, rtol=1e-5)
 
 
+def test_most_inhibiting_equal_brute_force(result: MineResult, reference: Reference) -> None:
+    """The bottom-k of the spatial minima: lowest first, only maps that go below zero."""
+    seen = 0
+    for name in LAYERS:
+        state = result.layers[name]
+        width = state.map_size[1]
+        for channel in range(state.channels):
+            want = expected_bottom(reference, name, channel, K)
+            got = state.inhibiting(channel).examples
+            assert [e.image for e in got] == [image for image, _, _ in want], (name, channel)
+            assert [e.y * width + e.x for e in got] == [where for _, _, where in want]
+            assert np.allclose([e.score for e in got], [s for _, s, _ in want],
+                               atol=1e-5, rtol=1e-5)
+            seen += len(got)
+    assert seen
+
+
 def test_statistics_equal_brute_force(result: MineResult, reference: Reference) -> None:
     for name in LAYERS:
         state, full = result.layers[name], reference.scores[name].double()
@@ -130,6 +149,8 @@ def test_partial_runs_merge_into_the_full_run(model: nn.Module, files: DatasetFi
         expected = result.layers[name]
         assert torch.equal(key_images(merged.top.keys), key_images(expected.top.keys))
         assert torch.equal(merged.top.positions, expected.top.positions)
+        assert torch.equal(key_images(merged.bottom.keys), key_images(expected.bottom.keys))
+        assert torch.equal(merged.bottom.positions, expected.bottom.positions)
         assert merged.stats.count == expected.stats.count
         assert torch.allclose(merged.stats.maxs, expected.stats.maxs, atol=1e-5)
         assert torch.allclose(merged.quantiles(), expected.quantiles(), atol=1e-5)
@@ -141,12 +162,16 @@ def test_rectify_ranks_the_shown_map(model: nn.Module, files: DatasetFiles) -> N
     reference = brute_force(model, [files.path(i) for i in range(len(files))], PRE,
                             ["layer3.1.conv1"], rectify=True)
     state = rectified.layers["layer3.1.conv1"]
+    dead = 0
     for channel in range(state.channels):
         got = state.examples(channel)
         want = expected_top(reference, "layer3.1.conv1", channel, 3)
         assert [(e.image, e.y * state.map_size[1] + e.x) for e in got] == [
             (image, where) for image, _, where in want]
         assert all(e.score >= 0 for e in got)
+        dead += not want
+    # channels that never go above 0 here: all images tie at 0, so none is ranked first
+    assert dead and sum(state.constant(c) for c in range(state.channels)) == dead
 
 
 def test_hooks_removed_and_model_restored(model: nn.Module, files: DatasetFiles) -> None:
@@ -206,8 +231,31 @@ def _planted_layer(values: list[float], k: int, sample: int) -> LayerState:
     scores = torch.tensor(values).view(-1, 1)
     images = torch.arange(len(values))
     state.update(scores, images, np.array([priority(f"{i}.png") for i in range(len(values))]),
-                 lambda rows, channels: rows * 0)
+                 lambda rows, channels: rows * 0, scores, lambda rows, channels: rows * 0)
     return state
+
+
+@pytest.mark.parametrize(("values", "ties", "beyond"), [
+    ([5.0, 3.0, 3.0, 1.0, 0.0], [(1, 2)], False),
+    ([5.0, 4.0, 3.0, 3.0, 3.0], [], True),  # the 3rd shown ties with two that are not
+    ([2.0, 2.0, 2.0, 2.0, 1.0], [(0, 2)], True),
+    ([5.0, 4.0, 3.0, 2.0, 1.0], [], False),
+])
+def test_ties_inside_a_top_k_are_found(values: list[float], ties: list[tuple[int, int]],
+                                       beyond: bool) -> None:
+    for order in (values, values[::-1]):  # whatever order the images come in
+        ranking = _planted_layer(order, k=3, sample=8).ranking(0)
+        assert (ranking.ties, ranking.beyond, ranking.constant) == (ties, beyond, False)
+        assert [example.score for example in ranking.examples] == sorted(values)[::-1][:3]
+
+
+@pytest.mark.parametrize("value", [0.0, 2.5])
+def test_a_channel_tied_over_the_dataset_makes_no_ranking_claim(value: float) -> None:
+    """A dead channel (all peaks 0) or a constant one: no examples, no percentile."""
+    state = _planted_layer([value] * 12, k=3, sample=4)
+    assert state.constant(0) and state.ranking(0).constant
+    assert state.examples(0) == [] and math.isnan(state.percentile(0, value))
+    assert not _planted_layer([value] * 11 + [value + 1], k=3, sample=4).constant(0)
 
 
 def test_percentile_of_a_planted_channel() -> None:

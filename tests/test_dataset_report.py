@@ -6,6 +6,8 @@ the report's examples and percentiles are checked against every image run on its
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image
 from dataset_helpers import (  # noqa: F401
     Reference,
     brute_force,
+    expected_bottom,
     expected_top,
     make_dataset,
     one_torch_thread,
@@ -79,12 +82,15 @@ def test_examples_equal_a_brute_force_pass(report, dataset, reference):
         assert len(entries) == layer["grid"]["channels"]
         width = layer["grid"]["map_width"]
         for channel in (0, 7, len(entries) - 1):
-            want = expected_top(reference, layer["name"], channel, 4)
-            got = entries[channel]
-            assert [e["image"] for e in got] == [files.paths[i] for i, _, _ in want]
-            assert np.allclose([e["score"] for e in got], [s for _, s, _ in want],
-                               rtol=1e-4, atol=1e-5)
-            assert [e["y"] * width + e["x"] for e in got] == [w for _, _, w in want]
+            for side, expected in (("top", expected_top), ("inhibiting", expected_bottom)):
+                want = expected(reference, layer["name"], channel, 4)
+                got = entries[channel][side]
+                assert [e["image"] for e in got] == [files.paths[i] for i, _, _ in want]
+                assert np.allclose([e["score"] for e in got], [s for _, s, _ in want],
+                                   rtol=1e-4, atol=1e-5)
+                assert [e["y"] * width + e["x"] for e in got] == [w for _, _, w in want]
+            got = entries[channel]["top"] + entries[channel]["inhibiting"]
+            assert len({e["crop"]["x"] for e in got}) == len(got)  # one cell each
             for entry in got:  # every crop lies inside its sprite sheet
                 crop = entry["crop"]
                 sheet = Image.open(report.site_dir / crop["src"])
@@ -128,9 +134,9 @@ def test_decoding_on_the_device_gives_the_same_report(report, dataset, tmp_path)
     assert on_device.manifest["dataset"] == report.manifest["dataset"]
     for ours, theirs in zip(on_device.manifest["layers"], report.manifest["layers"],
                             strict=True):
-        best = [[e["image"] for e in channel[:1]] for channel in
+        best = [[e["image"] for e in channel["top"][:1]] for channel in
                 json.loads((on_device.site_dir / ours["examples"]).read_text())]
-        expected = [[e["image"] for e in channel[:1]] for channel in
+        expected = [[e["image"] for e in channel["top"][:1]] for channel in
                     json.loads((report.site_dir / theirs["examples"]).read_text())]
         same = sum(a == b for a, b in zip(best, expected, strict=True))
         assert same >= 0.9 * len(expected)
@@ -153,8 +159,11 @@ def test_channel_view_shows_the_top_examples(browser, report):
     page.goto((report.site_dir / layer["page"]).as_uri() + f"#{layer['name']}:5")
     page.locator(f'[data-channel="{layer["name"]}:5"]').wait_for(state="visible")
     assert page.locator(".cv-examples li").count() == 4
+    entries = json.loads((report.site_dir / layer["examples"]).read_text())
+    assert page.locator(".cv-lows li").count() == len(entries[5]["inhibiting"]) > 0
     sentence = page.locator(".cv-percentile").inner_text()
-    assert f"more than {layer['image_percentile'][5]:.1f}% of the dataset" in sentence
+    shown = math.floor(layer["image_percentile"][5] * 10 + 1e-9) / 10  # never rounded up
+    assert f"more than {shown:.1f}% of the dataset" in sentence
     page.keyboard.press("Escape")
     page.get_by_label("Top dataset example").check()
     tile = page.locator(".tiles .tile .px").first
@@ -225,3 +234,83 @@ def test_bad_explanation_options_fail_before_the_dataset_pass(dataset, tmp_path,
     with pytest.raises(ReportError, match=message):
         build_report(net(), None, "coffee", tmp_path / "s", size=SIZE, layers=LAYERS,
                      dataset=dataset, workers=0, **options)
+
+
+def test_an_absolute_list_file_publishes_no_absolute_path(dataset, tmp_path):
+    """A list naming files by absolute path, inside its folder and elsewhere: pages, JSON and
+    the single file show them relative to the list's folder or by name, never the full path."""
+    elsewhere = tmp_path / "private" / "holiday"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "chelsea.png").write_bytes((dataset / "photos" / "chelsea.png").read_bytes())
+    listing = dataset / "photos" / "absolute.txt"
+    listing.write_text(f"{dataset / 'photos' / 'coffee.png'}\n{dataset / 'photos/crops/rocket.jpg'}"
+                       f"\n{elsewhere / 'chelsea.png'}\n{dataset / 'faces/group1/face001.png'}\n")
+    try:
+        report = build_report(net(), None, None, tmp_path / "s", size=SIZE, layers=LAYERS[:1],
+                              dataset=listing, top_k=4, workers=0, self_contained=True)
+    finally:
+        listing.unlink()
+    examples = json.loads((report.site_dir / report.manifest["layers"][0]["examples"])
+                          .read_text(encoding="utf-8"))
+    assert {entry["image"] for channel in examples for entry in channel["top"]} == {
+        "coffee.png", "crops/rocket.jpg", "chelsea.png", "face001.png"}
+    # every published file, the single file included; the state file is gone
+    published = [path for path in (tmp_path / "s").rglob("*") if path.is_file()]
+    assert report.single_file in published
+    for path in published:
+        data = path.read_bytes()
+        for private in (str(tmp_path), str(dataset), os.path.join(Path.home(), "")):
+            assert private.encode() not in data, (path.name, private)
+
+
+@pytest.fixture(scope="module")
+def rectified(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A deep layer shown rectified: some channels never go above 0 on the dataset."""
+    site = tmp_path_factory.mktemp("rectified") / "site"
+    return build_report(net(), None, "coffee", site, size=SIZE, layers=["layer3.1.conv1"],
+                        rectify=True, dataset=dataset, top_k=3, workers=0)
+
+
+def test_dead_and_tied_channels_make_no_ranking_claim(rectified, dataset):
+    """Where every image peaks at 0 there is no "top 3" (it was the first three files) and no
+    percentile; ties inside a top-k are said; no percentile is above 100."""
+    files = list_dataset(dataset)
+    preprocessing = Preprocessing.from_description(rectified.manifest["preprocessing"])
+    reference = brute_force(net(), [files.path(i) for i in range(len(files))], preprocessing,
+                            ["layer3.1.conv1"], rectify=True)
+    published = json.loads((rectified.site_dir / "manifest.json").read_text())
+    layer = published["layers"][0]
+    entries = json.loads((rectified.site_dir / layer["examples"]).read_text())
+    scores = reference.scores["layer3.1.conv1"]
+    dead = tied = 0
+    for channel, entry in enumerate(entries):
+        column = sorted(scores[:, channel].tolist(), reverse=True)
+        if column[0] == column[-1] == 0:
+            dead += 1
+            assert entry["top"] == [] and layer["image_percentile"][channel] is None
+            assert entry["top_note"].startswith("Never above 0 on this dataset: all 27 images")
+            continue
+        assert 0 <= layer["image_percentile"][channel] <= 100
+        assert [e["image"] for e in entry["top"]] == [
+            files.paths[i] for i, _, _ in expected_top(reference, layer["name"], channel, 3)]
+        if len(set(column[:4])) < 4:  # two of the top 3, or the 3rd and the 4th, tie
+            tied += 1
+            assert "tie" in entry["top_note"] and "not ranked" in entry["top_note"]
+        else:
+            assert entry["top_note"] is None
+    assert dead and tied
+
+
+@pytest.mark.browser
+def test_channel_view_of_a_dead_channel_claims_no_rank(browser, rectified):
+    layer = rectified.manifest["layers"][0]
+    entries = json.loads((rectified.site_dir / layer["examples"]).read_text())
+    channel = next(c for c, entry in enumerate(entries) if not entry["top"])
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto((rectified.site_dir / layer["page"]).as_uri() + f"#{layer['name']}:{channel}")
+    page.locator(f'[data-channel="{layer["name"]}:{channel}"]').wait_for(state="visible")
+    assert page.locator(".cv-examples li").count() == 0
+    assert page.locator(".cv-percentile").inner_text() == ""
+    assert page.locator(".cv-dataset .cv-note").first.inner_text().startswith(
+        "Never above 0 on this dataset")
+    page.close()

@@ -13,6 +13,7 @@ from dataset_helpers import make_dataset, one_torch_thread, random_resnet18  # n
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineProgress, MineResult, mine
 from reportgen.dataset.state import state_path
+from reportgen.dataset.topk import key_images
 from reportgen.inputs.preprocess import Preprocessing
 
 PRE = Preprocessing(48, 48)
@@ -48,6 +49,8 @@ def _assert_identical(a: MineResult, b: MineResult) -> None:
         other = b.layers[name]
         assert torch.equal(state.top.keys, other.top.keys)
         assert torch.equal(state.top.positions, other.top.positions)
+        assert torch.equal(state.bottom.keys, other.bottom.keys)  # the most inhibiting, too
+        assert torch.equal(state.bottom.positions, other.bottom.positions)
         assert state.stats.count == other.stats.count
         assert torch.equal(state.stats.sums, other.stats.sums)
         assert torch.equal(state.stats.mins, other.stats.mins)
@@ -86,6 +89,8 @@ def test_resume_with_other_batching_and_twice(model: nn.Module, files: DatasetFi
     for name, layer in uninterrupted.layers.items():
         other = resumed.layers[name]
         assert torch.equal(layer.top.positions, other.top.positions)
+        assert torch.equal(layer.bottom.positions, other.bottom.positions)
+        assert torch.equal(key_images(layer.bottom.keys), key_images(other.bottom.keys))
         assert torch.equal(layer.sample.quantiles([0.5]), other.sample.quantiles([0.5]))
         for channel in range(layer.channels):
             assert ([e.image for e in layer.examples(channel)] ==
@@ -109,6 +114,23 @@ def test_a_different_run_or_resume_false_starts_over(model: nn.Module, files: Da
     fresh = mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state, resume=False,
                  progress=False)
     assert fresh.resumed_from == 0 and not state.exists()
+
+
+def test_a_state_of_an_older_format_is_not_misread(model: nn.Module, files: DatasetFiles,
+                                                    uninterrupted: MineResult, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Version 1 states had no bottom-k and one image fewer per ranking: start over."""
+    state = state_path(tmp_path / "site")
+    with pytest.raises(KeyboardInterrupt):
+        mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state, checkpoint_every=1,
+             on_batch=_interrupt_after(2), progress=False)
+    data = torch.load(state, weights_only=True)
+    torch.save({**data, "version": 1}, state)
+    with caplog.at_level(logging.WARNING):
+        result = mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state,
+                      progress=False)
+    assert result.resumed_from == 0 and "Ignoring saved dataset state" in caplog.text
+    _assert_identical(uninterrupted, result)
 
 
 def test_a_damaged_state_file_is_ignored(model: nn.Module, files: DatasetFiles,

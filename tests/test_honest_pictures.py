@@ -72,7 +72,7 @@ def test_flat_channels_are_marked_in_the_manifest_and_drawn_flat(tmp_path, gradi
     layer = report.manifest["layers"][0]
     assert layer["channels"]["flat"] == [True, False, True, False, False]
     assert report.manifest["normalization"]["mode"] == "channel"
-    assert report.manifest["schema_version"] == 3
+    assert report.manifest["schema_version"] == 4
     pictures = tiles(report.site_dir, layer)
     for k in (NOISE, CONSTANT):  # uniform tiles, not stretched noise
         assert pictures[k].max() - pictures[k].min() == 0, k

@@ -204,8 +204,9 @@ def test_build_with_ray_writes_the_local_engines_examples(tmp_path: Path) -> Non
     for want, got in zip(local["layers"], distributed["layers"], strict=True):
         ours = json.loads((sites["local"].site_dir / want["examples"]).read_text())
         theirs = json.loads((sites["ray"].site_dir / got["examples"]).read_text())
-        assert [[e["image"] for e in c] for c in theirs] == [[e["image"] for e in c]
-                                                             for c in ours]
+        for side in ("top", "inhibiting"):
+            assert [[e["image"] for e in c[side]] for c in theirs] == [
+                [e["image"] for e in c[side]] for c in ours]
 
 
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -384,3 +384,117 @@ def test_without_javascript_pages_switch_by_css(browser, tiny_report):
             visit.close()
 
     browser.run(check)
+
+
+# ------------------------------------------------- a dataset, feature visualisation, two images
+DATASET_LAYERS = ("conv1", "layer1.0.conv1")
+
+#: Every picture the shown page uses (img sources and inline CSS backgrounds): how many, and
+#: those that do not decode or (with ``pixels``) are one flat colour. file:// pictures of the
+#: multi-page site cannot be read back from a canvas, so there only the count is taken.
+PICTURES = """async ([root, pixels]) => {
+  const scope = document.querySelector(root);
+  const urls = new Set();
+  for (const element of scope.querySelectorAll('*')) {
+    const match = /^url\\("(.*)"\\)$/.exec(element.style.backgroundImage || '');
+    if (match) urls.add(new URL(match[1], document.baseURI).href);
+    if (element.tagName === 'IMG') urls.add(element.src);
+  }
+  const bad = [];
+  for (const url of urls) {
+    const image = new Image();
+    image.src = url;
+    try { await image.decode(); } catch (error) { bad.push(url.slice(0, 60)); continue; }
+    if (!image.naturalWidth) { bad.push(url.slice(0, 60)); continue; }
+    if (!pixels) continue;
+    const canvas = document.createElement('canvas');
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    const context = canvas.getContext('2d');
+    context.drawImage(image, 0, 0);
+    const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let low = 255, high = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      for (let c = 0; c < 3; c++) {
+        low = Math.min(low, data[i + c]);
+        high = Math.max(high, data[i + c]);
+      }
+    }
+    if (high === low) bad.push('flat ' + url.slice(0, 60));
+  }
+  // a data: URI by its length and end: enough to tell the report's pictures apart
+  return [Array.from(urls).map(url => url.startsWith('data:') ? url.length + url.slice(-32) : url),
+          bad];
+}"""
+
+
+@pytest.fixture(scope="module")
+def dataset_report(tmp_path_factory: pytest.TempPathFactory) -> reportgen.Report:
+    from dataset_helpers import make_dataset, random_resnet18
+
+    folder = tmp_path_factory.mktemp("single-dataset")
+    data = make_dataset(folder / "data", faces=3)
+    return reportgen.build_report(random_resnet18(num_classes=10), None, ["coffee", "astronaut"],
+                                  folder / "site", size=48, layers=list(DATASET_LAYERS),
+                                  dataset=data, top_k=3, workers=0, self_contained=True,
+                                  feature_vis="layer1.0.conv1:0-1", feature_vis_steps=2,
+                                  feature_vis_size=24)
+
+
+def _shown_pictures(page, root: str, pixels: bool,
+                    tiles: int = 3) -> tuple[list[object], list[str]]:
+    """Open channel 0's view, then each tile mode, and take the pictures each shows: (every
+    picture used, those that are missing or blank, element shots included)."""
+    used: list[object] = []
+    bad: list[str] = []
+
+    def take(selector: str, count: int) -> None:
+        found, broken = page.evaluate(PICTURES, [root, pixels])
+        used.extend(item for item in found if item not in used)
+        bad.extend(broken)
+        if not pixels:
+            return
+        boxes = page.locator(f"{root} {selector}")
+        for number in range(min(count, boxes.count())):
+            shot = np.asarray(Image.open(io.BytesIO(boxes.nth(number).screenshot())).convert("L"))
+            if shot[2:-2, 2:-2].std() == 0:
+                bad.append(f"blank {selector} #{number}")
+
+    page.locator(f"{root} dialog[open]").wait_for()
+    take("dialog[open] [style*='background-image']", 20)
+    page.keyboard.press("Escape")
+    for mode, count in (("examples", tiles), ("featurevis", 2)):  # channels 0-1 have one
+        radio = page.locator(f"{root} input[type=radio][value={mode}]")
+        if radio.count():
+            radio.check()
+            take(".tiles .tile .px", count)
+    return used, bad
+
+
+@pytest.mark.browser
+def test_single_file_with_a_dataset_shows_every_picture_the_site_shows(browser, dataset_report):
+    """Dataset crops, sprite sheets, feature visualisations, tile modes and a second image:
+    pictures only the page's script draws had ``rg-asset:`` addresses nothing filled in."""
+    url = dataset_report.single_file.as_uri()
+
+    def check(chromium) -> None:
+        for layer in dataset_report.layers:
+            site = Visit(chromium, (dataset_report.site_dir / layer.page).as_uri() +
+                         f"#{layer.name}:0")
+            single = Visit(chromium, f"{url}#{layer.name}:0")
+            try:
+                wanted, _ = _shown_pictures(site.page, "main", pixels=False)
+                single.page.wait_for_function(
+                    f"!document.getElementById('rg-page-{layer.page[:-5]}').hidden")
+                used, bad = _shown_pictures(single.page, ".rg-page:not([hidden])", pixels=True)
+                assert bad == [], (layer.name, bad)
+                assert len(used) == len(wanted), (layer.name, wanted)
+                assert single.errors == [] and all(
+                    request.startswith("data:") or request.split("#")[0] == url
+                    for request in single.requests)
+            finally:
+                site.close()
+                single.close()
+
+    assert dataset_report.layers[1].feature_vis is not None
+    browser.run(check)

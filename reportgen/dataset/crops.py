@@ -16,9 +16,10 @@ field's centre, see :meth:`ReceptiveField.cell`) is outlined by a 1-pixel yellow
 just outside it, so the strongest area is marked without covering it.
 
 MobileNetV2 has 17,056 channels: at k = 9 that is 153,504 crops, which cannot be separate
-files. A sheet holds ``SHEET_CHANNELS`` channels of a layer, one row per channel and one
-column per rank; each example records its sheet and rectangle. Sheets are filled in chunks
-that fit ``memory_budget`` bytes, and each chunk decodes only the images it needs.
+files. A sheet holds ``SHEET_CHANNELS`` channels of a layer, one row per channel: k columns
+for the top examples (best first), then k for the most inhibiting ones (lowest first, whose
+cell is the map's minimum); each example records its sheet and rectangle. Sheets are filled
+in chunks that fit ``memory_budget`` bytes, and each chunk decodes only the images it needs.
 """
 from __future__ import annotations
 
@@ -76,14 +77,17 @@ class CroppedExample:
 
 @dataclass
 class LayerCrops:
-    """A layer's examples per channel (best first) and the sheets that hold their crops."""
+    """A layer's examples per channel (best first), its most inhibiting ones (lowest first)
+    and the sheets that hold their crops."""
 
     name: str
     receptive_field: ReceptiveField
     sheets: list[str] = field(default_factory=list)
     examples: list[list[CroppedExample]] = field(default_factory=list)
-    #: Each sheet's (width, height) in pixels: k columns wide even where a channel has fewer
-    #: than k examples (a dataset smaller than k), so pages cannot tell it from the crops.
+    inhibiting: list[list[CroppedExample]] = field(default_factory=list)
+    #: Each sheet's (width, height) in pixels: 2k columns wide (k top, k inhibiting) even
+    #: where a channel has fewer than k examples (a dataset smaller than k), so pages cannot
+    #: tell it from the crops.
     sheet_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -158,19 +162,21 @@ def _plan(result: MineResult, fields: dict[str, ReceptiveField], crop_size: int,
             row = channel % SHEET_CHANNELS
             if row == 0:
                 rows = min(SHEET_CHANNELS, state.channels - channel)
-                sheets.append(_Sheet(crop_sheet(slug, len(crops.sheets)), rows,
-                                     state.top.k))
+                sheets.append(_Sheet(crop_sheet(slug, len(crops.sheets)), rows, 2 * state.k))
                 crops.sheets.append(sheets[-1].path)
-                crops.sheet_sizes[sheets[-1].path] = (state.top.k * crop_size, rows * crop_size)
-            found = []
-            for rank, example in enumerate(state.examples(channel)):
-                left, top = rank * crop_size, row * crop_size
-                slots.append(_Slot(len(sheets) - 1, example.image, example.y, example.x,
-                                   left, top, fields[name]))
-                found.append(CroppedExample(
-                    result.files.paths[example.image], example.score, example.y, example.x,
-                    CropRef(sheets[-1].path, left, top, crop_size, crop_size)))
-            crops.examples.append(found)
+                crops.sheet_sizes[sheets[-1].path] = (2 * state.k * crop_size, rows * crop_size)
+            for listed, examples, first in (
+                    (crops.examples, state.examples(channel), 0),
+                    (crops.inhibiting, state.inhibiting(channel).examples, state.k)):
+                found = []
+                for rank, example in enumerate(examples, start=first):
+                    left, top = rank * crop_size, row * crop_size
+                    slots.append(_Slot(len(sheets) - 1, example.image, example.y, example.x,
+                                       left, top, fields[name]))
+                    found.append(CroppedExample(
+                        result.files.paths[example.image], example.score, example.y,
+                        example.x, CropRef(sheets[-1].path, left, top, crop_size, crop_size)))
+                listed.append(found)
     return layers, sheets, slots
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from urllib.parse import urlsplit
 
 from reportgen.dataset.remote import is_url, list_url
@@ -24,7 +25,10 @@ class DatasetFiles:
     """The images of one run: ``root / paths[i]`` is image ``i``.
 
     ``paths`` are relative, '/'-separated, and are what reports show (never a full path).
-    ``total`` is how many files there were before ``limit`` cut the list.
+    ``total`` is how many files there were before ``limit`` cut the list. ``sources`` is
+    where each file is read from when that is not ``root / paths[i]``: a list file that names
+    absolute (or ``~``) paths, which ``paths`` then shows relative to the list's folder or by
+    name (:func:`shown_names`), so no one's folder layout reaches a published page.
     """
 
     source: Path
@@ -33,6 +37,7 @@ class DatasetFiles:
     kind: str  # "folder", "list" or "url"
     total: int
     url: str | None = None  # a "url" dataset's location: where the relative paths are
+    sources: tuple[str, ...] | None = None
 
     @property
     def remote(self) -> bool:
@@ -43,13 +48,15 @@ class DatasetFiles:
 
     def path(self, index: int) -> Path:
         """A local dataset's file (a URL dataset has only :meth:`location`)."""
+        if self.sources is not None:
+            return Path(self.sources[index])
         return self.root / self.paths[index]
 
     def location(self, index: int) -> str:
         """Where image ``index`` is read from: a local path, or a URL."""
         if self.url is not None:
             return f"{self.url}/{self.paths[index]}"
-        return str(self.root / self.paths[index])
+        return str(self.path(index))
 
     def fingerprint(self) -> str:
         """Changes when a file is added, removed, renamed or rewritten (size or mtime).
@@ -58,9 +65,9 @@ class DatasetFiles:
         notice an edit without reading every image twice.
         """
         digest = hashlib.sha256()
-        for relative in self.paths:
+        for index, relative in enumerate(self.paths):
             try:
-                info = (self.root / relative).stat()
+                info = self.path(index).stat()
                 stamp = f"{info.st_size}:{info.st_mtime_ns}"
             except OSError:
                 stamp = "missing"
@@ -107,7 +114,48 @@ def list_dataset(source: Path | str, limit: int | None = None) -> DatasetFiles:
     total = len(paths)
     if limit is not None:
         paths = paths[:limit]
-    return DatasetFiles(source, root, tuple(paths), kind, total)
+    sources = None
+    if kind == "list" and any(Path(path).expanduser().is_absolute() for path in paths):
+        sources = tuple(str(root / Path(path).expanduser()) for path in paths)
+        paths = shown_names(root, paths)
+    return DatasetFiles(source, root, tuple(paths), kind, total, sources=sources)
+
+
+def shown_names(folder: Path, entries: list[str]) -> list[str]:
+    """How a list file's entries are shown: relative ones as written, absolute (or ``~``) ones
+    relative to the list's ``folder`` when inside it, else by file name (with as many parent
+    folders as it takes to tell two equal names apart)."""
+    base = Path(os.path.abspath(folder))
+    shown = list(entries)
+    outside: list[int] = []
+    paths: list[PurePath] = []
+    for number, entry in enumerate(entries):
+        path = Path(entry).expanduser()
+        if path.is_absolute():
+            path = Path(os.path.abspath(path))
+            if base in path.parents:
+                shown[number] = path.relative_to(base).as_posix()
+            else:
+                outside.append(number)
+                paths.append(path)
+    taken = Counter(name for number, name in enumerate(shown) if number not in outside)
+    for number, tail in zip(outside, _unique_tails(paths, taken), strict=True):
+        shown[number] = tail
+    return shown
+
+
+def _unique_tails(paths: list[PurePath], taken: Counter[str]) -> list[str]:
+    """Each path's shortest tail (file name first, never the root) that no other has."""
+    depth = [1] * len(paths)
+    while True:
+        tails = ["/".join(path.parts[-count:]) for path, count in zip(paths, depth, strict=True)]
+        seen = taken + Counter(tails)
+        longer = [number for number, tail in enumerate(tails)
+                  if seen[tail] > 1 and depth[number] < len(paths[number].parts) - 1]
+        if not longer:
+            return tails
+        for number in longer:
+            depth[number] += 1
 
 
 def _walk(folder: Path) -> list[str]:

@@ -1,13 +1,15 @@
 """The forward-hook side of a dataset run: as little work per conv output as possible.
 
-Inside the hook, per layer: one reduction over the activation (column maxima, read in place,
-never copied), the spatial maxima from those, and the peak positions of only those maps whose
-image can still enter the channel's top-k. Everything else (keys, the topk merge, statistics,
-the quantile sample) runs once per batch on all layers' channels side by side, so its cost
-does not grow with the number of layers (MobileNetV2: 52 convs, 17,056 channels, one topk).
+Inside the hook, per layer: two reductions over the activation (column maxima and minima, read
+in place, never copied), the spatial maxima and minima from those, and the peak (trough)
+positions of only those maps whose image can still enter the channel's top-k (bottom-k).
+Everything else (keys, the topk merges, statistics, the quantile sample) runs once per batch
+on all layers' channels side by side, so its cost does not grow with the number of layers
+(MobileNetV2: 52 convs, 17,056 channels, two topks).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +37,15 @@ class _Slot:
 
 
 @dataclass(frozen=True)
+class _Found:
+    """Flat positions of some maps' extreme values."""
+
+    images: torch.Tensor  # (n,) batch rows whose position was found
+    channels: torch.Tensor  # (n,) layer channels
+    positions: torch.Tensor  # (n,) flat positions
+
+
+@dataclass(frozen=True)
 class _Seen:
     """One layer's contribution to the current batch."""
 
@@ -42,9 +53,9 @@ class _Seen:
     module: str
     map_size: tuple[int, int]
     scores: torch.Tensor  # (B, C) float32
-    images: torch.Tensor  # (n,) batch rows whose position was found
-    channels: torch.Tensor  # (n,) layer channels
-    positions: torch.Tensor  # (n,) flat positions
+    peaks: _Found  # where the maxima are, for the maps that may enter the top-k
+    troughs: torch.Tensor  # (B, C) float32 spatial minima of the conv output
+    lows: _Found  # where the minima are, for the maps that may enter the bottom-k
 
 
 class Miner:
@@ -76,6 +87,7 @@ class Miner:
         self._images = torch.empty(0, dtype=torch.int64)
         self._indices = self._images
         self._threshold = torch.empty(0, dtype=torch.int64)
+        self._low_threshold = self._threshold
 
     def states(self) -> dict[str, LayerState]:
         """Each layer's state, in forward order (views into the combined state)."""
@@ -97,8 +109,9 @@ class Miner:
         self._calls, self._seen = {}, []
         self._indices = batch.indices  # on the CPU, for the quantile sample
         self._images = batch.indices.to(self.device)
-        if self.combined is not None:  # the k-th best key of every channel, before this batch
+        if self.combined is not None:  # the last kept key of every channel, before this batch
             self._threshold = self.combined.top.keys[:, -1]
+            self._low_threshold = self.combined.bottom.keys[:, -1]
         with torch.no_grad():
             model(laid_out(batch.images.to(self.device), model))
         self._merge(priorities)
@@ -113,22 +126,36 @@ class Miner:
         peaks = columns.amax(dim=2)  # (B, C), in the output's dtype
         raw = peaks.float()
         scores = raw.clamp_min(0) if self.rectify else raw
-        # Only maps that can enter the channel's top-k need a position: on the first batch
-        # all of them, later those whose key beats the channel's k-th best so far (keys, not
-        # scores, so that a dead channel's equal maxima do not all qualify again and again).
-        # Also keeping only the batch's own k best per channel cost more than it saved.
+        # The most inhibiting images: lowest minimum of the conv output, rectified or not.
+        low_columns = column_minima(output)
+        lows = low_columns.amin(dim=2)
+        troughs = lows.float()
         slot = self.slots.get(recorded)
-        if slot is None or self.combined is None:
-            rows, channels = torch.ones_like(scores, dtype=torch.bool).nonzero(as_tuple=True)
-        else:
-            keys = sort_keys(scores, self._images[:, None])
-            rows, channels = (keys > self._threshold[slot.start:slot.stop]).nonzero(
-                as_tuple=True)
+        rows, channels = self._candidates(scores, self._threshold, slot)
         positions = first_peaks(output, columns, peaks, rows, channels)
         if self.rectify:  # a rectified map whose maximum is <= 0 shows zeros: first is (0, 0)
             positions = torch.where(raw[rows, channels] > 0, positions, 0)
+        low_rows, low_channels = self._candidates(-troughs, self._low_threshold, slot)
+        low_positions = first_peaks(output, low_columns, lows, low_rows, low_channels)
         self._seen.append(_Seen(recorded, name, (int(output.shape[2]), int(output.shape[3])),
-                                scores, rows, channels, positions))
+                                scores, _Found(rows, channels, positions), troughs,
+                                _Found(low_rows, low_channels, low_positions)))
+
+    def _candidates(self, scores: torch.Tensor, threshold: torch.Tensor,
+                    slot: _Slot | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, channels) of the maps that can enter a ranking and so need a position.
+
+        On the first batch all of them, later those whose key beats the channel's last kept
+        one so far (keys, not scores, so that a dead channel's equal maxima do not all qualify
+        again and again). Also keeping only the batch's own k best per channel cost more
+        than it saved.
+        """
+        if slot is None or self.combined is None:
+            wanted = torch.ones_like(scores, dtype=torch.bool)
+        else:
+            wanted = sort_keys(scores, self._images[:, None]) > threshold[slot.start:slot.stop]
+        rows, channels = wanted.nonzero(as_tuple=True)
+        return rows, channels
 
     def _merge(self, priorities: np.ndarray) -> None:
         if self.combined is None:
@@ -144,14 +171,23 @@ class Miner:
             raise ReportError("The model ran different conv layers on this batch than on the "
                               "first one; a dataset run needs the same layers every time.")
         scores = torch.cat([seen.scores for seen in self._seen], dim=1)
-        positions = torch.zeros(scores.shape, dtype=torch.int64, device=self.device)
-        positions[torch.cat([seen.images for seen in self._seen]),
-                  torch.cat([seen.channels + self.slots[seen.name].start
-                             for seen in self._seen])] = torch.cat(
-            [seen.positions for seen in self._seen])
+        troughs = torch.cat([seen.troughs for seen in self._seen], dim=1)
+        positions = self._dense([(seen.name, seen.peaks) for seen in self._seen], scores.shape)
+        low_positions = self._dense([(seen.name, seen.lows) for seen in self._seen],
+                                    scores.shape)
         self.combined.update(scores, self._indices, priorities,
-                             lambda rows, channels: positions[rows, channels])
+                             lambda rows, channels: positions[rows, channels], troughs,
+                             lambda rows, channels: low_positions[rows, channels])
         self._seen = []
+
+    def _dense(self, found: list[tuple[str, _Found]], shape: torch.Size) -> torch.Tensor:
+        """The layers' found positions in one (B, all channels) tensor (zeros elsewhere)."""
+        positions = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        positions[torch.cat([item.images for _, item in found]),
+                  torch.cat([item.channels + self.slots[name].start
+                             for name, item in found])] = torch.cat(
+            [item.positions for _, item in found])
+        return positions
 
 
 def column_maxima(output: torch.Tensor) -> torch.Tensor:
@@ -164,16 +200,26 @@ def column_maxima(output: torch.Tensor) -> torch.Tensor:
     through memory). The map's maximum follows from the W column maxima, and so does the
     column its first occurrence is in.
     """
+    return _columns(output, torch.amax)
+
+
+def column_minima(output: torch.Tensor) -> torch.Tensor:
+    """(B, C, W): each map column's minimum, as :func:`column_maxima` reads the maxima."""
+    return _columns(output, torch.amin)
+
+
+def _columns(output: torch.Tensor, reduce: Callable[..., torch.Tensor]) -> torch.Tensor:
     batch, count, height, width = output.shape
     if output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous():
-        columns = output.permute(0, 2, 3, 1).reshape(batch, height, width * count).amax(dim=1)
+        columns = reduce(output.permute(0, 2, 3, 1).reshape(batch, height, width * count), dim=1)
         return columns.view(batch, width, count).permute(0, 2, 1)
-    return output.amax(dim=2)
+    return reduce(output, dim=2)
 
 
 def first_peaks(output: torch.Tensor, columns_max: torch.Tensor, peaks: torch.Tensor,
                 images: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-    """Flat (y * W + x) position of the first maximum, in row-major order, of some maps.
+    """Flat (y * W + x) position of the first maximum, in row-major order, of some maps
+    (or of the first minimum, given column minima and the maps' minima as ``peaks``).
 
     When one column holds the maximum, the first row of that column holding it is the
     answer: H + W values read per map. Maps whose maximum sits in several columns (ties,

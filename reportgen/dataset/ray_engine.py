@@ -250,8 +250,8 @@ def _merge(merged: LayerState, batch: LayerState) -> LayerState:
     if batch.sample.size:
         return merged.merge(batch)
     return LayerState(merged.name, merged.module, merged.channels, merged.map_size,
-                      merged.top.merge(batch.top), merged.stats.merge(batch.stats),
-                      merged.sample)
+                      merged.top.merge(batch.top), merged.bottom.merge(batch.bottom),
+                      merged.stats.merge(batch.stats), merged.sample)
 
 
 def _within(sample: QuantileSample, cutoff: tuple[int, int]) -> QuantileSample:

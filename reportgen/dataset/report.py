@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from reportgen.analysis import LayerContext, ModelContext
+from reportgen.dataset.claims import inhibiting_note, ranking_note
 from reportgen.dataset.crops import write_crops
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
@@ -139,15 +140,23 @@ def dataset_layers(run: DatasetRun, captures: list[Capture], site: Path, writer:
         if state is None or layer_crops is None:
             continue
         path = examples_json(capture.slug)
-        entries = [[example.to_json() for example in channel]
-                   for channel in layer_crops.examples]
+        peaks = state.stats.maxs.tolist()
+        notes = [(ranking_note(state.ranking(channel), state.stats.count, peaks[channel]),
+                  inhibiting_note(state.inhibiting(channel), state.stats.count))
+                 for channel in range(state.channels)]
+        entries = [{"top": [example.to_json() for example in top],
+                    "inhibiting": [example.to_json() for example in low],
+                    "top_note": note[0], "inhibiting_note": note[1]}
+                   for top, low, note in zip(layer_crops.examples, layer_crops.inhibiting,
+                                             notes, strict=True)]
         (site / path).write_text(json.dumps(entries, sort_keys=True, separators=(",", ":"))
                                  + "\n", encoding="utf-8")
         percentile = [round(state.percentile(channel, value), 2)
                       for channel, value in enumerate(capture.stats.channel_max)]
         layers[capture.name] = LayerDataset(path, layer_crops.examples, state.summaries(),
                                             percentile, layer_crops.receptive_field,
-                                            layer_crops.sheet_sizes)
+                                            layer_crops.sheet_sizes, layer_crops.inhibiting,
+                                            notes)
     return layers
 
 

@@ -33,7 +33,8 @@ from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.layer import LayerState
 
 log = logging.getLogger(__name__)
-STATE_VERSION = 1
+#: 2: layers keep k + 1 best peaks (ties beyond the shown k) and a bottom-k of the minima.
+STATE_VERSION = 2
 
 
 @dataclass

@@ -36,7 +36,9 @@ from reportgen.sitelayout import MANIFEST
 #: filter keys null, "layer" says what it is and how its output was read); layers[i].kind;
 #: model.kind (torchvision, timm, module, file, object); preprocessing.applied, .channels,
 #: .pad, .summary.
-SCHEMA_VERSION = 3
+#: 4: a layer's examples file holds, per channel, {top, inhibiting, top_note, inhibiting_note}
+#: (was: the top list); image_percentile is null where every dataset image ties.
+SCHEMA_VERSION = 4
 GENERATOR = "reportgen"
 
 

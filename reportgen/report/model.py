@@ -7,7 +7,7 @@ drawn, a :class:`ReportRecord` once the predictions are in. Templates read these
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reportgen.forward.features import FeatureSpec
@@ -64,14 +64,19 @@ class FilterPicture:
 
 @dataclass(frozen=True)
 class LayerDataset:
-    """What a dataset says about one layer: each channel's top examples and statistics."""
+    """What a dataset says about one layer: each channel's top and most inhibiting examples,
+    what their order may claim, and statistics."""
 
-    examples_json: str  # site-relative JSON file: per channel, its examples (best first)
+    examples_json: str  # site-relative JSON file: per channel, {top, inhibiting, notes}
     examples: list[list[CroppedExample]]  # per channel, best first
     summaries: list[ChannelSummary]  # per channel: statistics of the spatial maxima
-    percentile: list[float]  # per channel: % of the dataset the report's image beats
+    percentile: list[float]  # per channel: % of the dataset the report's image beats (NaN:
+    # no rank, every image ties)
     receptive_field: ReceptiveField
     sheets: dict[str, tuple[int, int]]  # each sprite sheet: src -> (width, height)
+    inhibiting: list[list[CroppedExample]] = field(default_factory=list)  # lowest minimum first
+    # per channel, what the top and the inhibiting order cannot claim (reportgen.dataset.claims)
+    notes: list[tuple[str | None, str | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

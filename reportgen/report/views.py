@@ -14,12 +14,15 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.forward.hooks import ConvSpec
 from reportgen.options import BuildOptions
 from reportgen.pictures.colormaps import is_grey
 from reportgen.report.model import ImageActivation, InputRecord, LayerRecord
+
+if TYPE_CHECKING:  # the dataset package builds on the report model; only its types are needed
+    from reportgen.dataset.crops import CroppedExample
 
 #: Tiles are shown at an integer zoom that makes them at least this many CSS pixels, so a
 #: 7x7 map is not a speck and a 112x112 map is not blown up.
@@ -107,29 +110,35 @@ FEATURE_VIS_FIELDS = ("sheet", "crop_x", "crop_y", "crop_width", "crop_height", 
 
 
 def _dataset_view(layer: LayerRecord) -> dict[str, Any] | None:
-    """Each channel's top examples as rows of ``EXAMPLE_FIELDS``, named once in ``fields``:
-    rows of numbers rather than objects keep a 1,280-channel layer with k = 9 a few hundred KB
-    in its page, and the names keep the page's script from reading them by position."""
+    """Each channel's top and most inhibiting examples as rows of ``EXAMPLE_FIELDS``, named
+    once in ``fields`` (rows of numbers rather than objects keep a 1,280-channel layer with
+    k = 9 a few hundred KB in its page; the names keep the page's script from reading them by
+    position), and per channel the notes on what their order cannot claim."""
     if layer.dataset is None:
         return None
     images: dict[str, int] = {}
     sheets: dict[str, int] = {}
-    channels = []
-    for examples in layer.dataset.examples:
-        rows = []
+
+    def rows(examples: list[CroppedExample]) -> list[list[Any]]:
+        found = []
         for example in examples:
             crop = example.crop
             image = images.setdefault(example.image, len(images))
             sheet = sheets.setdefault(crop.src, len(sheets))
-            rows.append([image, float(f"{example.score:.4g}"), example.y, example.x, sheet,
-                         crop.x, crop.y, crop.width, crop.height])
-        channels.append(rows)
+            found.append([image, float(f"{example.score:.4g}"), example.y, example.x, sheet,
+                          crop.x, crop.y, crop.width, crop.height])
+        return found
+
+    channels = [rows(examples) for examples in layer.dataset.examples]
+    inhibiting = [rows(examples) for examples in layer.dataset.inhibiting]
     summaries = layer.dataset.summaries
     return {"images": list(images), "fields": list(EXAMPLE_FIELDS), "examples": channels,
+            "inhibiting": inhibiting, "notes": [list(notes) for notes in layer.dataset.notes],
             "sheets": [{"src": src, "width": layer.dataset.sheets[src][0],
                         "height": layer.dataset.sheets[src][1]} for src in sheets],
             "p50": _rounded([s.p50 for s in summaries]),
             "p99": _rounded([s.p99 for s in summaries]),
+            "max": _rounded([s.max for s in summaries]),
             "percentile": _rounded(layer.dataset.percentile)}  # NaN would break the JSON
 
 

@@ -32,5 +32,6 @@ def assemble(site: Path, skip: str) -> Document:
     container = '\n<div class="rg-pages">\n' + "\n".join(sections) + "\n</div>\n"
     text = anchors.rewrite(SHELL, head) + container + anchors.rewrite(SHELL, tail)
     assets = Assets(site)
-    text = add_runtime(inline(text, assets))
+    text = inline(text, assets)
+    text = add_runtime(text, assets.store())
     return Document(text, len(pages), assets.used)

@@ -3,7 +3,10 @@
 A picture used many times (the input image appears in every layer's channel view, a grid both
 as ``<img>`` and in the layer's JSON) is stored once: its first use carries the data under a
 short key (``a0``, ``a1``, ...); later uses carry only the key, which the runtime script
-resolves (``data-rg-src="a0"``, or ``rg-asset:a0`` inside JSON and ``data-*`` values).
+resolves (``data-rg-src="a0"``, or ``rg-asset:a0`` inside JSON and ``data-*`` values). A file
+that only JSON or ``data-*`` values name (dataset sprite sheets, feature visualisations, the
+grids of a second image: pictures the page's script draws) has no first use to carry its data,
+so :meth:`Assets.store` holds it, once, for the runtime script to read.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ _CSS_URL = re.compile(r"""url\(\s*(["']?)([^"')]+)\1\s*\)""")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 #: Marks a reference to a stored file inside JSON or a ``data-*`` value.
 REFERENCE = "rg-asset:"
+#: The id of the JSON element holding the data of files that only references name.
+STORE = "rg-asset-store"
 
 
 class Assets:
@@ -35,6 +40,7 @@ class Assets:
         self._uris: dict[str, tuple[str, str]] = {}  # file -> (key, data URI)
         self._used: set[str] = set()
         self._placed: set[str] = set()  # files whose data is already in the document
+        self._referenced: dict[str, Path] = {}  # files named by a reference, in order
 
     @property
     def used(self) -> int:
@@ -78,7 +84,18 @@ class Assets:
 
     def reference(self, path: Path) -> str:
         """``rg-asset:KEY``: the runtime script puts the file's data URI there."""
+        self._referenced.setdefault(str(path), path)
         return REFERENCE + self.uri(path)[0]
+
+    def store(self) -> str:
+        """A JSON element with the data of every referenced file no element carries ("" when
+        there is none); call it after the document is inlined."""
+        unplaced = dict(self.uri(path) for name, path in self._referenced.items()
+                        if name not in self._placed)
+        if not unplaced:
+            return ""
+        return (f'<script type="application/json" id="{STORE}">'
+                f"{json.dumps(unplaced, separators=(',', ':'))}</script>\n")
 
     def first_use(self, path: Path) -> bool:
         """True once per file: the use that carries the data; later ones carry the key."""

@@ -23,11 +23,11 @@ def source(name: str) -> str:
     return (template_dir() / STATIC_DIR / FOLDER / name).read_text(encoding="utf-8")
 
 
-def add_runtime(text: str) -> str:
+def add_runtime(text: str, store: str = "") -> str:
     """The runtime style at the end of the head, the script before the page's first script
-    (or at the end of the body)."""
+    (or at the end of the body), with ``store`` (the pictures it fills in) just before it."""
     style = f"<style>\n{source('runtime.css')}</style>\n"
-    script = f"<script>\n{source('runtime.js')}</script>\n"
+    script = f"{store}<script>\n{source('runtime.js')}</script>\n"
     head_end = _HEAD_END.search(text)
     if head_end:
         text = text[: head_end.start()] + style + text[head_end.start():]

@@ -107,25 +107,38 @@ Layer.prototype.fillScale = function (k) {
     " or less at the low end, " + high + " or more at the high end");
 };
 
-/* With a dataset: where this image stands, and the channel's top examples as crops. */
+/* With a dataset: where this image stands, the channel's top and most inhibiting examples
+   as crops, and what their order cannot claim (ties; a channel every image ties on). */
 Layer.prototype.fillDataset = function (k) {
   var set = this.dataset, list = this.dialog.querySelector(".cv-examples");
   if (!set || !list) return;
   // The percentile is the first image's: say so, with its peak, when another is shown.
+  // Null when every image ties (no rank); floored, so "more than" is never rounded up.
   var at = set.percentile[k];
-  this.dialog.querySelector(".cv-percentile").textContent = (at === null ? "" :
+  this.dialog.querySelector(".cv-percentile").textContent = at === null ? "" :
     (this.image ? "The first image" : "This image") + " excites channel " + k +
-    " more than " + at.toFixed(1) + "% of the dataset") +
+    (at <= 0 ? " no more than any image of the dataset" : " more than " + (at >= 100 ?
+      "every image of the dataset" : (Math.floor(at * 10 + 1e-9) / 10).toFixed(1) +
+      "% of the dataset")) +
     " (its peak " + fmt(this.images[0].max[k]) + "; dataset median peak " + fmt(set.p50[k]) +
-    ", 99th percentile " + fmt(set.p99[k]) + ").";
+    ", 99th percentile " + fmt(set.p99[k]) + ", highest " + fmt(set.max[k]) + ").";
+  var notes = set.notes[k] || [], lows = this.dialog.querySelector(".cv-lows");
+  this.fillExamples(list, k, "examples", "Top", notes[0]);
+  if (lows) this.fillExamples(lows, k, "inhibiting", "Inhibiting", notes[1]);
+};
+
+/* One list of a channel's dataset examples as crops, and its note. */
+Layer.prototype.fillExamples = function (list, k, which, word, note) {
+  var set = this.dataset;
   list.textContent = "";
-  for (var i = 0, example; (example = this.example(k, i)); i++) {
+  for (var i = 0, example; (example = this.example(k, i, which)); i++) {
     var item = document.createElement("li"), name = set.images[example.image];
     var pixels = document.createElement("div"), label = document.createElement("span");
     pixels.className = "cv-example-px";
     pixels.setAttribute("role", "img");
-    pixels.setAttribute("aria-label", "Top " + (i + 1) + ": " + name + ", score " +
-      fmt(example.score) + ", peak at row " + example.y + ", column " + example.x);
+    pixels.setAttribute("aria-label", word + " " + (i + 1) + ": " + name + ", score " +
+      fmt(example.score) + ", " + (word === "Top" ? "peak" : "minimum") + " at row " +
+      example.y + ", column " + example.x);
     cropSheet(pixels, set.sheets[example.sheet], example,
               96 / Math.max(example.crop_width, example.crop_height));
     label.textContent = name.split("/").pop() + " · " + fmt(example.score);
@@ -134,6 +147,7 @@ Layer.prototype.fillDataset = function (k) {
     item.appendChild(label);
     list.appendChild(item);
   }
+  list.parentNode.querySelector(".cv-note").textContent = note || "";
 };
 
 /* The channel's feature visualisation, when it has one. */

@@ -267,14 +267,15 @@ Layer.prototype.setTileMode = function (mode) {
     } else {
       px.style.backgroundImage = px.style.backgroundSize = px.style.backgroundPosition = "";
     }
-    this.tiles[k].classList.toggle("dim", mode === "featurevis" && !vis);
+    this.tiles[k].classList.toggle("dim", (mode === "featurevis" && !vis) ||
+                                          (mode === "examples" && !example));
   }
   this.box.classList.toggle("examples", mode !== "maps");
 };
 
 /* Channel k's i-th best dataset example, by name (EXAMPLE_FIELDS), or null. */
-Layer.prototype.example = function (k, i) {
-  var set = this.dataset, row = set && set.examples[k] && set.examples[k][i];
+Layer.prototype.example = function (k, i, list) {
+  var set = this.dataset, rows = set && set[list || "examples"][k], row = rows && rows[i];
   return row ? named(set.fields, row) : null;
 };
 

@@ -7,6 +7,12 @@
     var spec = marked[i].getAttribute("data-rg-asset").split(" ");
     assets[spec[1]] = marked[i].getAttribute(spec[0]);
   }
+  // pictures only the page's script draws (no element carries them): stored once, by key
+  var store = doc.getElementById("rg-asset-store");
+  if (store) {
+    var stored = JSON.parse(store.textContent);
+    for (var key in stored) assets[key] = stored[key];
+  }
   ["src", "href", "poster"].forEach(function (name) {
     var later = doc.querySelectorAll("[data-rg-" + name + "]");
     for (j = 0; j < later.length; j++) {
@@ -18,7 +24,9 @@
     return text.replace(/rg-asset:(a[0-9]+)/g, function (all, key) { return assets[key] || all; });
   }
   var json = doc.querySelectorAll('script[type="application/json"], script[type="application/ld+json"]');
-  for (i = 0; i < json.length; i++) json[i].textContent = resolve(json[i].textContent);
+  for (i = 0; i < json.length; i++) {
+    if (json[i] !== store) json[i].textContent = resolve(json[i].textContent);
+  }
   var holders = doc.querySelectorAll("[data-rg-tokens]");
   for (i = 0; i < holders.length; i++) {
     for (j = 0; j < holders[i].attributes.length; j++) {
