@@ -267,7 +267,7 @@ def test_an_absolute_list_file_publishes_no_absolute_path(dataset, tmp_path):
 def rectified(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """A deep layer shown rectified: some channels never go above 0 on the dataset."""
     site = tmp_path_factory.mktemp("rectified") / "site"
-    return build_report(net(), None, "coffee", site, size=SIZE, layers=["layer3.1.conv1"],
+    return build_report(net(), None, "coffee", site, size=SIZE, layers=["layer3.0.conv1"],
                         rectify=True, dataset=dataset, top_k=3, workers=0)
 
 
@@ -277,11 +277,11 @@ def test_dead_and_tied_channels_make_no_ranking_claim(rectified, dataset):
     files = list_dataset(dataset)
     preprocessing = Preprocessing.from_description(rectified.manifest["preprocessing"])
     reference = brute_force(net(), [files.path(i) for i in range(len(files))], preprocessing,
-                            ["layer3.1.conv1"], rectify=True)
+                            ["layer3.0.conv1"], rectify=True)
     published = json.loads((rectified.site_dir / "manifest.json").read_text())
     layer = published["layers"][0]
     entries = json.loads((rectified.site_dir / layer["examples"]).read_text())
-    scores = reference.scores["layer3.1.conv1"]
+    scores = reference.scores["layer3.0.conv1"]
     dead = tied = 0
     for channel, entry in enumerate(entries):
         column = sorted(scores[:, channel].tolist(), reverse=True)
