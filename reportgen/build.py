@@ -266,6 +266,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             written = manifests.write(site, record)
             write_pages(site, record, preprocessing.input_size)
             clock.lap("html")
+            # The file list first, so report.html inlines the manifest as the site has it.
+            written = manifests.record_files(site, written, chosen_options.self_contained)
             single = _single_file(site, say) if chosen_options.self_contained else None
             clock.lap("single file")
         final = Path(site_dir)
