@@ -176,6 +176,11 @@ def test_refusal_comes_before_any_heavy_work(tmp_path, monkeypatch, gradient_ima
     (mine / "a.jpg").write_bytes(b"x")
     with pytest.raises(ReportError, match="not a reportgen report"):
         build_report("vgg16", "DEFAULT", "astronaut", mine)
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(ReportError, match="Cannot write the site folder 'sub' in '.*afile': "
+                                          "'.*afile' is a file, not a folder"):
+        build_report("vgg16", "DEFAULT", "astronaut", tmp_path / "afile" / "sub")
+    assert (tmp_path / "afile").read_text() == "keep me"
 
 
 def test_failed_build_removes_the_parents_it_made(tmp_path, gradient_image):

@@ -42,6 +42,12 @@ def check_target(target: Path) -> Path:
     if resolved == Path.home().resolve():
         raise ReportError(f"Refusing to write the report into the home folder '{shown}'. "
                           "Choose a new folder such as 'site'.")
+    blocking = next((folder for folder in absolute.parents
+                     if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:  # found now, not when the staged folder is made after loading
+        raise ReportError(f"Cannot write the site folder '{absolute.name}' in "
+                          f"'{absolute.parent}': '{blocking}' is a file, not a folder. Choose "
+                          "another --site-dir.")
     if absolute.exists() or absolute.is_symlink():
         if not absolute.is_dir():
             raise ReportError(f"Site folder '{shown}' exists and is not a folder; "
