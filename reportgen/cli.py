@@ -100,7 +100,7 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
                                   categories_must_match=True)
     report = _run(verbose, lambda: build_report(
         model, weights, image, site_dir, options, command=command, progress=log.info,
-        show_progress=not quiet))
+        show_progress=not quiet), interrupted=lambda: _after_interrupt(site_dir, options))
     seconds = time.perf_counter() - started
     if verbose:
         for stage_name, stage_seconds in report.timings.items():
@@ -246,15 +246,30 @@ def _typed_command(model: str, weights: str, images: tuple[str, ...], site_dir: 
         categories=path_base_name(categories_file) if categories_file else None)
 
 
-def _run(verbose: int, action: Callable[[], Any]) -> Any:
-    """Show unexpected errors as one line too (a traceback only with -v)."""
+def _after_interrupt(site_dir: str, options: BuildOptions) -> str:
+    """What Ctrl-C left behind: a dataset pass's saved state, or nothing."""
+    from reportgen.dataset.state import state_path
+
+    state = state_path(site_dir)
+    if options.dataset is not None and state.is_file():
+        return (f"The dataset pass's progress is saved in {state.name} (beside the site "
+                "folder); run the same command to continue from there.")
+    return f"Nothing was written; '{site_dir}' is as it was."
+
+
+def _run(verbose: int, action: Callable[[], Any],
+         interrupted: Callable[[], str] | None = None) -> Any:
+    """Show unexpected errors as one line too (a traceback only with -v); Ctrl-C says what it
+    left behind and exits 130, as a shell expects of SIGINT."""
 
     try:
         return action()
     except (ReportError, click.exceptions.Exit, click.Abort):
         raise
     except KeyboardInterrupt:
-        raise click.Abort() from None
+        said = interrupted() if interrupted is not None else ""
+        click.echo(f"Interrupted. {said}".strip(), err=True)
+        raise click.exceptions.Exit(130) from None
     except Exception as error:
         if verbose:
             raise

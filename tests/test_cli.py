@@ -172,3 +172,32 @@ def test_defaults_of_options_that_need_another_pass_everywhere():
     old = BuildOptions.from_recorded({"top_k": 5, "dataset": None, "feature_vis_size": 64,
                                       "cmap": "magma"})
     assert (old.top_k, old.feature_vis_size, old.cmap) == (9, 128, "magma")
+
+
+@pytest.mark.parametrize("dataset", [False, True])
+def test_ctrl_c_says_what_it_left_and_exits_130(tmp_path, monkeypatch, dataset):
+    """Not 'Aborted!' and exit 1: exit 130, and say that the dataset state was saved and
+    that the same command continues it."""
+    import reportgen.build
+    from reportgen.dataset.state import state_path
+
+    site = tmp_path / "site"
+
+    def interrupted(*args, **kwargs):
+        if dataset:
+            state_path(site).write_bytes(b"saved")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reportgen.build, "build_report", interrupted)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    result = run("build", "-d", str(site), *(["--dataset", str(photos)] if dataset else []))
+    assert result.exit_code == 130
+    assert "Aborted!" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    if dataset:
+        assert last == ("Interrupted. The dataset pass's progress is saved in "
+                        ".site.dataset-state.pt (beside the site folder); run the same command "
+                        "to continue from there.")
+    else:
+        assert last == f"Interrupted. Nothing was written; '{site}' is as it was."
