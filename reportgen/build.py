@@ -194,6 +194,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
             with clock("html"):
                 written = manifests.write(site, record)
                 write_pages(site, record, preprocessing.input_size)
+                # The file list last, so report.html inlines the manifest as the site has it.
+                written = manifests.record_files(site, written, chosen.self_contained)
             with clock("single file"):
                 single = _single_file(site, say) if chosen.self_contained else None
     final = Path(site_dir)

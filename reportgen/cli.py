@@ -7,7 +7,6 @@ Each command parses options and calls one library function (imported lazily so t
 from __future__ import annotations
 
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -16,23 +15,19 @@ from typing import Any
 import click
 
 from reportgen import __version__
+from reportgen.cli_options import build_options, field_option
 from reportgen.errors import ReportError
 from reportgen.options import (
-    DECODES,
     DEFAULT_IMAGE,
     DEFAULT_MODEL,
     DEFAULT_SITE_DIR,
     DEFAULT_WEIGHTS,
-    ENGINES,
     FIGURE_NORMALIZATIONS,
     LAYER_TABLE_SIZE,
-    MIN_TILE_CAP,
-    NORMALIZATIONS,
+    MODEL_ARG_HELP,
     BuildOptions,
     path_base_name,
 )
-
-DEFAULTS = BuildOptions()
 
 log = logging.getLogger("reportgen")
 
@@ -40,8 +35,6 @@ MODEL_HELP = ("A torchvision model (vgg16, resnet18, ...), timm:NAME, package.mo
               "path/to/file.py:factory (an nn.Module class or a function returning one).")
 WEIGHTS_HELP = ("DEFAULT, none (random, seeded), a weights name such as IMAGENET1K_V1, "
                 "or a checkpoint path (.pth/.pt/.ckpt/.safetensors).")
-MODEL_ARG_HELP = ("KEY=VALUE keyword argument for the model's factory or builder, the value a "
-                  "Python literal (num_classes=10); repeat for more.")
 IMAGE_HELP = "An skimage sample (astronaut, coffee, chelsea, camera, ...) or an image file."
 
 
@@ -83,86 +76,7 @@ def cli() -> None:
                    f"per channel.  [default: {DEFAULT_IMAGE}]")
 @click.option("-d", "--site-dir", default=DEFAULT_SITE_DIR, show_default=True, type=click.Path(),
               help="Output folder; replaced only if it holds an earlier report.")
-@click.option("--layers", multiple=True,
-              help="Only layers matching these globs, e.g. 'features.*' or 'layer1.*,conv1'; "
-                   "repeat for more (their union).")
-@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=DEFAULTS.normalize,
-              show_default=True, help="Min-max range per channel or over the whole layer.")
-@click.option("--cmap", default=DEFAULTS.cmap, show_default=True, help="Any matplotlib colormap.")
-@click.option("--rectify", is_flag=True, help="Show max(0, x) instead of the raw conv output.")
-@click.option("--size", type=int, default=DEFAULTS.size,
-              help="Input crop size in pixels (default: the weights').")
-@click.option("--tile-cap", type=click.IntRange(min=MIN_TILE_CAP), default=DEFAULTS.tile_cap,
-              show_default=True,
-              help="Longest side of an activation tile; larger maps are area-averaged.")
-@click.option("--compress-level", type=click.IntRange(0, 9), default=DEFAULTS.compress_level,
-              show_default=True, help="PNG compression: 1 is fast, 9 is smallest.")
-@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
-              help="Seed for --weights none.")
-@click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
-@click.option("--dataset", type=click.Path(), default=DEFAULTS.dataset,
-              help="A folder of images (recursive) or a text file of image paths: add each "
-                   "channel's top dataset examples and dataset statistics. Without -i, the "
-                   "first dataset image is the report's image.")
-@click.option("--top-k", type=int, default=DEFAULTS.top_k, show_default=True,
-              help="Dataset examples kept per channel.")
-@click.option("--limit", type=int, default=DEFAULTS.limit,
-              help="Only the first N dataset files (in sorted path order).")
-@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
-              help="Dataset images per forward pass.")
-@click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True,
-              help="Processes decoding dataset images (0: none, decode in this process).")
-@click.option("--decode", type=click.Choice(DECODES), default=DEFAULTS.decode,
-              show_default=True,
-              help="Where dataset JPEGs are decoded: 'device' decodes them in batches where "
-                   "the model runs (nvJPEG with --device cuda), 'cpu' in the --workers "
-                   "processes; auto: device with --device cuda, else cpu.")
-@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULTS.engine,
-              show_default=True,
-              help="Where the dataset pass runs: here, or on Ray (pip install "
-                   "'reportgen[ray]'); both give the same result.")
-@click.option("--ray-address", default=DEFAULTS.ray_address,
-              help="With --engine ray: 'auto' or a cluster address to join (default: start Ray "
-                   "on this machine).")
-@click.option("--ray-actors", type=int, default=DEFAULTS.ray_actors,
-              help="With --engine ray: models running at once (default: one per GPU with "
-                   "--device cuda, else one per 2 CPUs).")
-@click.option("--no-resume", "resume", flag_value=False, default=DEFAULTS.resume,
-              help="Start the dataset pass over instead of continuing an interrupted one.")
-@click.option("--feature-vis", default=DEFAULTS.feature_vis, metavar="SPEC",
-              help="Feature visualisations: LAYERGLOB:CHANNELS, comma-separated, CHANNELS "
-                   "being 0-15, 3,7,9, topN (most active on the image) or all; e.g. "
-                   "'features.1*:top4,features.18.0:447'.")
-@click.option("--feature-vis-steps", type=int, default=DEFAULTS.feature_vis_steps,
-              show_default=True, help="Optimisation steps per visualisation.")
-@click.option("--feature-vis-size", type=int, default=DEFAULTS.feature_vis_size,
-              show_default=True, help="Side of each visualisation in pixels.")
-@click.option("--no-cache", "cache", flag_value=False, default=DEFAULTS.cache,
-              help="Compute feature visualisations again instead of reusing cached ones.")
-@click.option("--explain", is_flag=False, flag_value="top", default=DEFAULTS.explain,
-              metavar="[CLASS]", help="Grad-CAM and per-channel contributions for CLASS (a "
-                                      "label or an index; alone: the top-1 class).")
-@click.option("--self-contained", is_flag=True,
-              help="Also write SITE_DIR/report.html: the whole report in one file that opens "
-                   "offline (images and assets inlined).")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help=MODEL_ARG_HELP)
-@click.option("--weights-key", default=None, metavar="KEY",
-              help="The checkpoint's top-level key holding the weights, e.g. model_ema "
-                   "(default: state_dict, model, ..., then EMA weights).")
-@click.option("--trust-checkpoint", is_flag=True,
-              help="Unpickle the checkpoint fully, for one holding classes of your own "
-                   "code. This can run any code in the file: only for files you trust.")
-@click.option("--mean", default=None, metavar="M[,M...]",
-              help="Normalisation mean per input channel (default: the weights').")
-@click.option("--std", default=None, metavar="S[,S...]",
-              help="Normalisation std per input channel (default: the weights').")
-@click.option("--resize", type=int, default=None,
-              help="Resize the short side to this before the centre crop (default: the "
-                   "weights').")
-@click.option("--crop/--no-crop", default=True,
-              help="--no-crop resizes the long side to --size and pads to a square, so the "
-                   "whole image is seen.")
+@build_options
 @click.option("--categories", "categories_file", default=None,
               type=click.Path(dir_okay=False), metavar="FILE",
               help="Labels of the model's outputs: one per line, or a JSON list.")
@@ -176,17 +90,17 @@ def build(verbose: int, quiet: bool, model: str, weights: str, images: tuple[str
     image: str | list[str] | None = list(images) if len(images) > 1 else (
         images[0] if images else (None if flags.get("dataset") else DEFAULT_IMAGE))
     started = time.perf_counter()
-    command = command_line(click.get_current_context(), dict(
-        flags, model=model, weights=weights, images=images, site_dir=site_dir))
     categories_file = flags.pop("categories_file")
+    options = _run(verbose, lambda: BuildOptions(**flags))
+    command = _typed_command(model, weights, images, site_dir, options, categories_file)
     if categories_file is not None:
         from reportgen.inputs.categories import read_categories
 
-        flags.update(categories=read_categories(categories_file), categories_must_match=True)
-    options = _run(verbose, lambda: BuildOptions(**flags))
+        options = options.replace(categories=read_categories(categories_file),
+                                  categories_must_match=True)
     report = _run(verbose, lambda: build_report(
         model, weights, image, site_dir, options, command=command, progress=log.info,
-        show_progress=not quiet))
+        show_progress=not quiet), interrupted=lambda: _after_interrupt(site_dir, options))
     seconds = time.perf_counter() - started
     if verbose:
         for stage_name, stage_seconds in report.timings.items():
@@ -261,17 +175,16 @@ def gh_deploy(verbose: int, quiet: bool, site_dir: str, remote: str, branch: str
               help="PNG resolution, and that of the maps inside PDF/SVG.")
 @click.option("--columns", type=click.IntRange(min=1), default=None,
               help="Panels per row (default: from the width, 4 per 3.5 in).")
-@click.option("--normalize", type=click.Choice(FIGURE_NORMALIZATIONS), default="layer",
-              show_default=True, help="One colour scale per layer, or one per channel.")
-@click.option("--cmap", default=None, help="Matplotlib colormap (default: the report's, or gray).")
-@click.option("--rectify/--no-rectify", default=None,
+@field_option("normalize", type=click.Choice(FIGURE_NORMALIZATIONS), default="layer",
+              help="One colour scale per layer, or one per channel.")
+@field_option("cmap", default=None,
+              help="Matplotlib colormap (default: the report's, or gray).")
+@field_option("rectify", declaration="--rectify/--no-rectify", default=None,
               help="Show max(0, x) (default: as the report did, else no).")
-@click.option("--size", type=int, default=None, help="Input crop size (not with --from).")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help=MODEL_ARG_HELP + " (not with --from).")
-@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
-              help="Seed for --weights none.")
-@click.option("--device", default=DEFAULTS.device, show_default=True, help="cpu or cuda.")
+@field_option("size", help="Input crop size (not with --from).")
+@field_option("model_args", help=MODEL_ARG_HELP + " (not with --from).")
+@field_option("seed")
+@field_option("device")
 @common_options
 def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **options: Any) -> None:
     """Draw chosen channels of chosen layers as a figure for a paper (PDF, SVG or PNG)."""
@@ -290,10 +203,8 @@ def figure(verbose: int, quiet: bool, output: str, select: tuple[str, ...], **op
 
 @cli.command()
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
-@click.option("--size", type=int, default=LAYER_TABLE_SIZE, show_default=True,
-              help="Input size for shapes.")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help=MODEL_ARG_HELP)
+@field_option("size", default=LAYER_TABLE_SIZE, show_default=True, help="Input size for shapes.")
+@field_option("model_args")
 @common_options
 def layers(verbose: int, quiet: bool, model: str, size: int,
            model_args: tuple[str, ...]) -> None:
@@ -320,55 +231,49 @@ def models() -> None:
                "package.module:factory or path/to/file.py:factory.", err=True)
 
 
-def command_line(context: click.Context, options: dict[str, Any]) -> str:
-    """The command that rebuilds this report, for the manifest: options that differ from their
-    defaults, with paths cut to base names so no user's folder layout is published."""
-    words = ["reportgen", context.info_name or "build"]
-    for param in context.command.params:
-        if not isinstance(param, click.Option) or param.name not in options:
-            continue
-        value = options[param.name]
-        if value == param.default or (param.multiple and not value):
-            continue
-        flag = max(param.opts, key=len)
-        if param.multiple:
-            for item in value:
-                words += [flag, _base_name(param.name, str(item))]
-            continue
-        if param.is_flag:  # click 8.2+ gives flags an UNSET default, so test the value
-            if value:
-                words.append(flag)
-            elif param.secondary_opts:  # --crop/--no-crop turned off
-                words.append(max(param.secondary_opts, key=len))
-            continue
-        words += [flag, _base_name(param.name, str(value))]
-    return shlex.join(words)
+def _typed_command(model: str, weights: str, images: tuple[str, ...], site_dir: str,
+                   options: BuildOptions, categories_file: str | None) -> str:
+    """The command as typed, for the manifest: what differs from the defaults, paths cut to
+    base names (reportgen.report.reproduce writes it, as it writes the Reproduce command)."""
+    from reportgen.inputs.modelspec import parse_model_spec
+    from reportgen.report.reproduce import rebuild_command
+
+    try:
+        model_named = parse_model_spec(model).recorded  # a model file: by its base name
+    except ReportError:
+        model_named = model
+    return rebuild_command(
+        model_named if model != DEFAULT_MODEL else None,
+        path_base_name(weights) if weights != DEFAULT_WEIGHTS else None,
+        [path_base_name(image) for image in images], options, typed=True,
+        site_dir=path_base_name(site_dir) if site_dir != DEFAULT_SITE_DIR else None,
+        categories=path_base_name(categories_file) if categories_file else None)
 
 
-def _base_name(name: str | None, text: str) -> str:
-    """Paths are recorded by base name only: no user's folder layout is published."""
-    if name in ("images", "weights", "site_dir", "categories_file", "dataset") and (
-            "/" in text or "\\" in text):
-        return path_base_name(text)
-    if name == "model":  # a model file outside the current folder: by its base name
-        from reportgen.inputs.modelspec import parse_model_spec
+def _after_interrupt(site_dir: str, options: BuildOptions) -> str:
+    """What Ctrl-C left behind: a dataset pass's saved state, or nothing."""
+    from reportgen.dataset.state import state_path
 
-        try:
-            return parse_model_spec(text).recorded
-        except ReportError:
-            return text
-    return text
+    state = state_path(site_dir)
+    if options.dataset is not None and state.is_file():
+        return (f"The dataset pass's progress is saved in {state.name} (beside the site "
+                "folder); run the same command to continue from there.")
+    return f"Nothing was written; '{site_dir}' is as it was."
 
 
-def _run(verbose: int, action: Callable[[], Any]) -> Any:
-    """Show unexpected errors as one line too (a traceback only with -v)."""
+def _run(verbose: int, action: Callable[[], Any],
+         interrupted: Callable[[], str] | None = None) -> Any:
+    """Show unexpected errors as one line too (a traceback only with -v); Ctrl-C says what it
+    left behind and exits 130, as a shell expects of SIGINT."""
 
     try:
         return action()
     except (ReportError, click.exceptions.Exit, click.Abort):
         raise
     except KeyboardInterrupt:
-        raise click.Abort() from None
+        said = interrupted() if interrupted is not None else ""
+        click.echo(f"Interrupted. {said}".strip(), err=True)
+        raise click.exceptions.Exit(130) from None
     except Exception as error:
         if verbose:
             raise

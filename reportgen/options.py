@@ -3,8 +3,10 @@
 :class:`BuildOptions` is the one object the CLI, ``build_report``, the manifest, the Reproduce
 section and ``reportgen figure --from`` share (as MkDocs passes one config down). The CLI
 turns flags into it, the keyword API folds its keywords into it at the boundary, the manifest's
-``options`` is written from it and read back into it. A new option is one field here (with its
-``flag`` metadata when it changes what the report shows) plus one click flag.
+``options`` is written from it and read back into it. A new option is one field here: its
+flag, help and click type are field metadata, from which the CLI makes ``build``'s options
+(reportgen.cli_options), and whether it is recorded decides what the manifest and the rebuild
+command keep.
 
 This module imports no torch, so ``reportgen --help`` stays fast.
 """
@@ -18,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
+
+import click
 
 from reportgen.errors import ReportError
 
@@ -36,7 +40,7 @@ NORMALIZATIONS = ("channel", "layer", "minmax", "dataset")
 #: `reportgen figure` runs one image and no dataset, so it has no dataset range.
 FIGURE_NORMALIZATIONS = tuple(mode for mode in NORMALIZATIONS if mode != "dataset")
 DEFAULT_TOP_K = 9
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_DATASET_BATCH_SIZE = 32  # dataset images per forward pass
 DEFAULT_FEATURE_VIS_STEPS = 512
 DEFAULT_FEATURE_VIS_SIZE = 128
 #: Where the dataset pass runs: this process and its DataLoader workers, or a Ray cluster
@@ -45,13 +49,12 @@ ENGINES = ("local", "ray")
 #: Where the dataset's JPEGs are decoded (reportgen.dataset.devicedecode): "auto" is the
 #: model's device with --device cuda, else "cpu" (DataLoader workers). Not recorded.
 DECODES = ("auto", "cpu", "device")
-#: Options that only mean something with another one (--dataset, --feature-vis).
-DATASET_ONLY = ("top_k", "limit")
-FEATURE_VIS_ONLY = ("feature_vis_steps", "feature_vis_size")
 MIN_TILE_CAP = 8
 DEFAULT_TILE_CAP = 256  # longest side of an activation tile, px
 DEFAULT_COMPRESS_LEVEL = 1  # PNG zlib level: several times faster than 6 for ~10 % more bytes
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]+)?")
+MODEL_ARG_HELP = ("KEY=VALUE keyword argument for the model's factory or builder, the value a "
+                  "Python literal (num_classes=10); repeat for more.")
 
 
 def choices(names: tuple[str, ...]) -> str:
@@ -59,62 +62,132 @@ def choices(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def _recorded(default: Any, flag: str, path: bool = False, repeat: bool = False) -> Any:
-    """A field that changes the report's pictures: kept in the manifest and in the command
-    that rebuilds the report (``flag``, given once per item of a tuple when ``repeat``); a
-    ``path`` is kept by its base name only, so no user's folder layout is published."""
-    return field(default=default, metadata={"flag": flag, "path": path, "repeat": repeat})
+def _option(default: Any, flag: str | None = None, help: str = "", *,
+            recorded: bool = False, path: bool = False, repeat: bool = False,
+            needs: str | None = None, **click_settings: Any) -> Any:
+    """A field with its command-line flag, declared once: the CLI's click option, the checks,
+    the manifest and the rebuild command are all made from this.
+
+    ``recorded``: it changes the report's pictures, so the manifest and the Reproduce command
+    keep it (``flag`` given once per item of a tuple when ``repeat``); a ``path`` is kept by
+    its base name only, so no user's folder layout is published. ``needs``: the field that
+    must be set for this one to mean anything (a value other than the default without it is
+    refused, not silently ignored). ``click_settings`` go to ``click.option`` as they are
+    (``type``, ``metavar``, ``multiple``, ...; ``declaration``: "--crop/--no-crop").
+    """
+    metadata = {"flag": flag, "help": help, "recorded": recorded, "path": path,
+                "repeat": repeat, "needs": needs, "click": click_settings}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build a report (everything except which model, weights, image and folder)."""
 
-    seed: int = _recorded(0, "--seed")  # for --weights none; never touches the caller's RNG
+    # never touches the caller's RNG
+    seed: int = _option(0, "--seed", "Seed for --weights none.", recorded=True, type=int)
     #: Globs of layer names, comma-separated ("features.1*,features.2*"); a list or tuple of
     #: globs is accepted too and joined. None: every conv layer.
-    layers: str | None = _recorded(None, "--layers")
-    normalize: str = _recorded("channel", "--normalize")
-    cmap: str = _recorded("gray", "--cmap")
-    rectify: bool = _recorded(False, "--rectify")  # show max(0, x) instead of the conv output
-    size: int | None = _recorded(None, "--size")  # crop size; None: the weights' own
-    tile_cap: int | None = _recorded(DEFAULT_TILE_CAP, "--tile-cap")
-    compress_level: int = _recorded(DEFAULT_COMPRESS_LEVEL, "--compress-level")
+    layers: str | None = _option(
+        None, "--layers", "Only layers matching these globs, e.g. 'features.*' or "
+        "'layer1.*,conv1'; repeat for more (their union).", recorded=True, multiple=True)
+    normalize: str = _option(
+        "channel", "--normalize", "Display range: 'channel' a robust range per channel (1st-99th "
+        "percentile, the map's border ring left out), 'layer' the same over the whole layer, "
+        "'minmax' each channel's exact min..max, 'dataset' 0 to each channel's peak over "
+        "--dataset.", recorded=True, type=click.Choice(NORMALIZATIONS))
+    cmap: str = _option("gray", "--cmap", "Any matplotlib colormap.", recorded=True)
+    rectify: bool = _option(False, "--rectify", "Show max(0, x) instead of the raw conv "
+                            "output.", recorded=True)
+    size: int | None = _option(None, "--size", "Input crop size in pixels (default: the "
+                               "weights').", recorded=True, type=int)
+    tile_cap: int | None = _option(
+        DEFAULT_TILE_CAP, "--tile-cap", "Longest side of an activation tile; larger maps are "
+        "area-averaged.", recorded=True, type=click.IntRange(min=MIN_TILE_CAP))
+    compress_level: int = _option(
+        DEFAULT_COMPRESS_LEVEL, "--compress-level", "PNG compression: 1 is fast, 9 is "
+        "smallest.", recorded=True, type=click.IntRange(0, 9))
     #: A folder of images (searched recursively) or a text file listing image paths: each
     #: channel's top dataset examples and dataset statistics join the report.
-    dataset: str | None = _recorded(None, "--dataset", path=True)
-    top_k: int = _recorded(DEFAULT_TOP_K, "--top-k")  # dataset examples kept per channel
-    limit: int | None = _recorded(None, "--limit")  # only the first N dataset files
-    batch_size: int = DEFAULT_BATCH_SIZE  # dataset images per forward pass
-    workers: int = 2  # DataLoader processes decoding the dataset (0: in this process)
-    decode: str = "auto"  # one of DECODES
-    resume: bool = True  # continue an interrupted dataset run from its saved state
+    dataset: str | None = _option(
+        None, "--dataset", "A folder of images (recursive) or a text file of image paths: add "
+        "each channel's top dataset examples and dataset statistics. Without -i, the first "
+        "dataset image is the report's image.", recorded=True, path=True, type=click.Path())
+    top_k: int = _option(DEFAULT_TOP_K, "--top-k", "Dataset examples kept per channel.",
+                         recorded=True, needs="dataset", type=int)
+    limit: int | None = _option(None, "--limit", "Only the first N dataset files (in sorted "
+                                "path order).", recorded=True, needs="dataset", type=int)
+    batch_size: int = _option(DEFAULT_DATASET_BATCH_SIZE, "--batch-size", "Dataset images per "
+                              "forward pass.", needs="dataset", type=int)
+    workers: int = _option(2, "--workers", "Processes decoding dataset images (0: none, decode "
+                           "in this process).", needs="dataset", type=int)
+    decode: str = _option(
+        "auto", "--decode", "Where dataset JPEGs are decoded: 'device' decodes them in "
+        "batches where the model runs (nvJPEG with --device cuda), 'cpu' in the --workers "
+        "processes; auto: device with --device cuda, else cpu.", needs="dataset",
+        type=click.Choice(DECODES))
+    resume: bool = _option(True, "--no-resume", "Start the dataset pass over instead of "
+                           "continuing an interrupted one.", needs="dataset")
     #: Feature visualisation: LAYERGLOB:CHANNELS specs, comma-separated (CHANNELS: 0-15, 3,7,9,
     #: topN (most active on the image) or all); optimised as Lucid/Lucent do, cached on disk.
-    feature_vis: str | None = _recorded(None, "--feature-vis")
-    feature_vis_steps: int = _recorded(DEFAULT_FEATURE_VIS_STEPS, "--feature-vis-steps")
-    feature_vis_size: int = _recorded(DEFAULT_FEATURE_VIS_SIZE, "--feature-vis-size")
-    cache: bool = True  # reuse cached feature visualisations (--no-cache computes them again)
+    feature_vis: str | None = _option(
+        None, "--feature-vis", "Feature visualisations: LAYERGLOB:CHANNELS, comma-separated, "
+        "CHANNELS being 0-15, 3,7,9, topN (most active on the image) or all; e.g. "
+        "'features.1*:top4,features.18.0:447'.", recorded=True, metavar="SPEC")
+    feature_vis_steps: int = _option(
+        DEFAULT_FEATURE_VIS_STEPS, "--feature-vis-steps", "Optimisation steps per "
+        "visualisation.", recorded=True, needs="feature_vis", type=int)
+    feature_vis_size: int = _option(
+        DEFAULT_FEATURE_VIS_SIZE, "--feature-vis-size", "Side of each visualisation in pixels.",
+        recorded=True, needs="feature_vis", type=int)
+    cache: bool = _option(True, "--no-cache", "Compute feature visualisations again instead of "
+                          "reusing cached ones.")
     #: Attribution: Grad-CAM and per-channel contributions for a class ("top" for the top-1,
     #: a label or an index), all selected layers in one forward and one backward pass.
-    explain: str | None = _recorded(None, "--explain")
-    device: str = "cpu"
-    engine: str = "local"  # "ray": the dataset pass on Ray (pip install 'reportgen[ray]')
+    explain: str | None = _option(
+        None, "--explain", "Grad-CAM and per-channel contributions for CLASS (a label or an "
+        "index; alone: the top-1 class).", recorded=True, is_flag=False, flag_value="top",
+        metavar="[CLASS]")
+    device: str = _option("cpu", "--device", "cpu or cuda.")
+    engine: str = _option(
+        "local", "--engine", "Where the dataset pass runs: here, or on Ray (pip install "
+        "'reportgen[ray]'); both give the same result.", type=click.Choice(ENGINES))
     #: With engine "ray": None starts Ray on this machine, "auto" or an address joins a cluster.
-    ray_address: str | None = None
-    ray_actors: int | None = None  # models running at once (default: one per GPU / 2 CPUs)
-    self_contained: bool = False  # also write report.html, the whole report in one file
-    categories: tuple[str, ...] | None = None  # class names for the model's outputs
+    ray_address: str | None = _option(
+        None, "--ray-address", "With --engine ray: 'auto' or a cluster address to join "
+        "(default: start Ray on this machine).")
+    ray_actors: int | None = _option(
+        None, "--ray-actors", "With --engine ray: models running at once (default: one per GPU "
+        "with --device cuda, else one per 2 CPUs).", type=int)
+    self_contained: bool = _option(
+        False, "--self-contained", "Also write SITE_DIR/report.html: the whole report in one "
+        "file that opens offline (images and assets inlined).")
+    categories: tuple[str, ...] | None = None  # class names (the CLI's --categories FILE)
     #: Keyword arguments for a ``--model`` factory (or torchvision/timm builder), as canonical
     #: ``KEY=VALUE`` strings (values are Python literals); a dict is accepted too.
-    model_args: tuple[str, ...] = _recorded((), "--model-arg", repeat=True)
-    weights_key: str | None = _recorded(None, "--weights-key")  # where in the checkpoint
+    model_args: tuple[str, ...] = _option(
+        (), "--model-arg", MODEL_ARG_HELP, recorded=True, repeat=True, multiple=True,
+        metavar="KEY=VALUE")
+    weights_key: str | None = _option(
+        None, "--weights-key", "The checkpoint's top-level key holding the weights, e.g. "
+        "model_ema (default: state_dict, model, ..., then EMA weights).", recorded=True,
+        metavar="KEY")
     #: Unpickle the checkpoint fully (it can run code from the file) instead of as data only.
-    trust_checkpoint: bool = _recorded(False, "--trust-checkpoint")
-    mean: tuple[float, ...] | None = _recorded(None, "--mean")  # None: the weights' own
-    std: tuple[float, ...] | None = _recorded(None, "--std")
-    resize: int | None = _recorded(None, "--resize")  # short side before the crop
-    crop: bool = _recorded(True, "--no-crop")  # False: resize the long side, pad to a square
+    trust_checkpoint: bool = _option(
+        False, "--trust-checkpoint", "Unpickle the checkpoint fully, for one holding classes "
+        "of your own code. This can run any code in the file: only for files you trust.",
+        recorded=True)
+    mean: tuple[float, ...] | None = _option(
+        None, "--mean", "Normalisation mean per input channel (default: the weights').",
+        recorded=True, metavar="M[,M...]")
+    std: tuple[float, ...] | None = _option(
+        None, "--std", "Normalisation std per input channel (default: the weights').",
+        recorded=True, metavar="S[,S...]")
+    resize: int | None = _option(None, "--resize", "Resize the short side to this before the "
+                                 "centre crop (default: the weights').", recorded=True, type=int)
+    crop: bool = _option(
+        True, "--no-crop", "--no-crop resizes the long side to --size and pads to a square, so "
+        "the whole image is seen.", recorded=True, declaration="--crop/--no-crop")
     #: False: ``image`` is a tensor used as the model input exactly as given (Python API).
     preprocess: bool = True
     #: A --categories file whose length does not match the outputs is an error (the CLI sets
@@ -164,6 +237,7 @@ class BuildOptions:
         if self.engine != "ray" and (self.ray_address is not None
                                      or self.ray_actors is not None):
             raise ReportError("--ray-address and --ray-actors need --engine ray.")
+        self._check_needs()
         if self.engine != "local" and self.dataset is None:
             raise ReportError(f"--engine {self.engine} runs the dataset pass; it needs "
                               "--dataset DIR.")
@@ -193,6 +267,21 @@ class BuildOptions:
             raise ReportError(f"--resize {self.resize} is smaller than --size {self.size}; the "
                               "crop is cut from the resized image.")
 
+    def _check_needs(self) -> None:
+        """Options that only mean something with another one: refused without it, rather than
+        silently ignored (their defaults pass, so the keyword API and old manifests do too)."""
+        unmet: dict[str, list[str]] = {}
+        for item in dataclasses.fields(self):
+            needs = item.metadata.get("needs")
+            if needs and getattr(self, needs) is None and getattr(self, item.name) != item.default:
+                unmet.setdefault(needs, []).append(item.metadata["flag"])
+        for needs, flags in unmet.items():
+            needed = _FLAGS[needs]
+            raise ReportError(f"{choices(tuple(flags)).replace(' or ', ' and ')} only "
+                              f"{'mean' if len(flags) > 1 else 'means'} something with {needed}, "
+                              f"which was not given; add {needed} or leave "
+                              f"{'them' if len(flags) > 1 else 'it'} out.")
+
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         return tuple(item.name for item in dataclasses.fields(cls))
@@ -214,37 +303,45 @@ class BuildOptions:
         """What the manifest's ``options`` holds: the options that change the pictures."""
         return {item.name: _base_name(getattr(self, item.name)) if item.metadata["path"]
                 else getattr(self, item.name)
-                for item in dataclasses.fields(self) if "flag" in item.metadata}
+                for item in dataclasses.fields(self) if item.metadata.get("recorded")}
 
     @classmethod
     def from_recorded(cls, recorded: Mapping[str, Any]) -> BuildOptions:
-        """Read a manifest's ``options`` back (keys this version does not know are ignored)."""
-        known = {item.name for item in dataclasses.fields(cls) if "flag" in item.metadata}
-        return cls(**{key: value for key, value in recorded.items() if key in known})
+        """Read a manifest's ``options`` back (keys this version does not know are ignored, and
+        so are options an older version recorded without the one they need)."""
+        known = {item.name: item.metadata.get("needs") for item in dataclasses.fields(cls)
+                 if item.metadata.get("recorded")}
+        return cls(**{key: value for key, value in recorded.items() if key in known
+                      and (known[key] is None or recorded.get(str(known[key])) is not None)})
 
-    def command_words(self, seeded: bool) -> list[str]:
-        """The flags that rebuild these pictures, every recorded option spelled out.
+    def command_words(self, seeded: bool = True, *, typed: bool = False) -> list[str]:
+        """The flags of a command that rebuilds these pictures.
 
-        ``--seed`` only matters (and is only given) when the weights were ``seeded`` (random,
-        or a factory's model as it builds it); options that are off or unset are left out.
+        ``typed``: the command as the user typed it, every option with a flag that differs
+        from its default (recorded or not). Otherwise every recorded option spelled out, and
+        ``--seed`` only when the weights were ``seeded`` (random, or a factory's model as it
+        builds it); options that are off, unset or meaningless without another are left out.
+        Paths are given by their base name, so no user's folder layout is published.
         """
         words: list[str] = []
-        recorded = self.recorded()
         for item in dataclasses.fields(self):
-            if item.name not in recorded:
+            flag, value = item.metadata.get("flag"), getattr(self, item.name)
+            if flag is None or not (item.metadata["recorded"] or typed):
                 continue
-            flag, value = item.metadata["flag"], recorded[item.name]
+            if typed and value == item.default:
+                continue
             if value is None or value == "" or value == ():
                 continue
             if item.name == "seed" and not seeded:
                 continue
-            if item.name in DATASET_ONLY and self.dataset is None:
+            needs = item.metadata["needs"]
+            if needs and getattr(self, needs) is None:
                 continue
-            if item.name in FEATURE_VIS_ONLY and self.feature_vis is None:
-                continue
+            if item.metadata["path"]:
+                value = _base_name(value)
             if isinstance(value, bool):  # a switch: given when it differs from its default
                 words += [flag] if value != item.default else []
-            elif item.metadata.get("repeat"):
+            elif item.metadata["repeat"]:
                 for part in value:
                     words += [flag, str(part)]
             else:
@@ -286,3 +383,8 @@ def path_base_name(text: str) -> str:
 
 def _base_name(value: Any) -> Any:
     return path_base_name(value) if isinstance(value, str) else value
+
+
+#: Each field's flag, for messages.
+_FLAGS = {item.name: item.metadata.get("flag") or item.name
+          for item in dataclasses.fields(BuildOptions)}

@@ -256,3 +256,19 @@ def test_trust_checkpoint_unpickles_fully_after_a_warning(tmp_path, monkeypatch)
     with pytest.raises(ReportError, match="--trust-checkpoint unpickles a checkpoint file, "
                                           "but --weights is none"):
         load_model(TinyNet(), "none", trust_checkpoint=True)
+
+
+def test_checkpoint_notes_name_the_keys_left_out_and_reach_the_terminal(tmp_path, monkeypatch):
+    net, ema = trained(), TinyNet()
+    state = {f"model.{k}": v for k, v in net.state_dict().items()}
+    state["criterion.weight"] = torch.ones(4)
+    state["criterion.bias"] = torch.zeros(4)
+    torch.save({"state_dict": state, "state_dict_ema": ema.state_dict()}, tmp_path / "c.ckpt")
+    (tmp_path / "tiny.py").write_text("from conftest import TinyNet\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["build", "-m", "tiny.py:TinyNet", "-w", "c.ckpt",
+                                      "-i", "coffee", "-d", "s", "--size", "16"])
+    assert result.exit_code == 0, result.output
+    assert ("Checkpoint keys had the prefix 'model.', which was stripped; 2 keys outside it "
+            "left out (criterion.bias, criterion.weight).") in result.output
+    assert "The checkpoint also holds EMA weights under 'state_dict_ema'" in result.output

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from reportgen import __version__
@@ -111,3 +112,92 @@ def test_layers_of_a_model_that_cannot_be_built_on_meta():
     result = run("layers", "-m", "regnet_x_400mf")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1].startswith("stem.0")
+
+
+def test_every_build_option_is_a_build_flag_with_its_default():
+    """The click options are made from BuildOptions: none is missing, none has its own
+    default, and the help shows each one."""
+    import dataclasses
+
+    from reportgen.options import BuildOptions
+
+    params = {param.name: param for param in cli.commands["build"].params}
+    shown = run("build", "--help").output
+    for item in dataclasses.fields(BuildOptions):
+        flag = item.metadata.get("flag")
+        if flag is None:
+            continue
+        param = params[item.name]
+        assert flag in param.opts + param.secondary_opts, item.name
+        assert flag in shown, flag
+        if not param.multiple:
+            assert param.default == item.default, item.name
+
+
+def test_normalize_help_names_the_robust_default():
+    shown = " ".join(run("build", "--help").output.split())
+    assert "Min-max range per channel" not in shown
+    assert "'channel' a robust range per channel (1st-99th percentile" in shown
+
+
+@pytest.mark.parametrize(("args", "flags", "needed"), [
+    (["--top-k", "4"], "--top-k", "--dataset"),
+    (["--limit", "5"], "--limit", "--dataset"),
+    (["--batch-size", "8"], "--batch-size", "--dataset"),
+    (["--workers", "0"], "--workers", "--dataset"),
+    (["--no-resume"], "--no-resume", "--dataset"),
+    (["--decode", "cpu"], "--decode", "--dataset"),
+    (["--top-k", "4", "--limit", "5"], "--top-k and --limit", "--dataset"),
+    (["--feature-vis-steps", "8"], "--feature-vis-steps", "--feature-vis"),
+    (["--feature-vis-size", "32"], "--feature-vis-size", "--feature-vis"),
+])
+def test_options_that_would_be_ignored_are_refused_before_loading(tmp_path, args, flags,
+                                                                   needed):
+    site = tmp_path / "site"
+    result = run("build", "-m", "resnet18", "-w", "none", "-d", str(site), *args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines == [f"Error: {flags} only mean{'' if ' and ' in flags else 's'} something "
+                     f"with {needed}, which was not given; add {needed} or leave "
+                     f"{'them' if ' and ' in flags else 'it'} out."]
+    assert not site.exists()
+
+
+def test_defaults_of_options_that_need_another_pass_everywhere():
+    """Only a value other than the default is refused: the keyword API, a default CLI run
+    and an older manifest that recorded the defaults all still work."""
+    from reportgen.options import BuildOptions
+
+    BuildOptions(top_k=9, workers=2, feature_vis_steps=512)
+    old = BuildOptions.from_recorded({"top_k": 5, "dataset": None, "feature_vis_size": 64,
+                                      "cmap": "magma"})
+    assert (old.top_k, old.feature_vis_size, old.cmap) == (9, 128, "magma")
+
+
+@pytest.mark.parametrize("dataset", [False, True])
+def test_ctrl_c_says_what_it_left_and_exits_130(tmp_path, monkeypatch, dataset):
+    """Not 'Aborted!' and exit 1: exit 130, and say that the dataset state was saved and
+    that the same command continues it."""
+    import reportgen.build
+    from reportgen.dataset.state import state_path
+
+    site = tmp_path / "site"
+
+    def interrupted(*args, **kwargs):
+        if dataset:
+            state_path(site).write_bytes(b"saved")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reportgen.build, "build_report", interrupted)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    result = run("build", "-d", str(site), *(["--dataset", str(photos)] if dataset else []))
+    assert result.exit_code == 130
+    assert "Aborted!" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    if dataset:
+        assert last == ("Interrupted. The dataset pass's progress is saved in "
+                        ".site.dataset-state.pt (beside the site folder); run the same command "
+                        "to continue from there.")
+    else:
+        assert last == f"Interrupted. Nothing was written; '{site}' is as it was."

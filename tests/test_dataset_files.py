@@ -131,6 +131,7 @@ def test_a_url_lists_like_its_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("given", ["/home/me/photos/data", "s3://my-bucket/team/data/"])
 def test_the_recorded_command_keeps_only_the_datasets_base_name(given: str) -> None:
-    from reportgen.cli import _base_name
+    from reportgen.options import BuildOptions
 
-    assert _base_name("dataset", given) == "data"
+    words = BuildOptions(dataset=given).command_words(typed=True)
+    assert words == ["--dataset", "data"]

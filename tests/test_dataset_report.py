@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,27 @@ def test_channel_view_of_a_dead_channel_claims_no_rank(browser, rectified):
     assert page.locator(".cv-dataset .cv-note").first.inner_text().startswith(
         "Never above 0 on this dataset")
     page.close()
+
+
+def test_no_bar_and_no_torch_worker_warning_when_stderr_is_not_a_terminal(tmp_path,
+                                                                          monkeypatch):
+    """A pipe or a log file gets the build's lines, not tqdm's redraws, nor torch's warning
+    (twice) that the DataLoader's workers outnumber the CPUs."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for number in range(3):
+        Image.new("RGB", (20, 20), (number * 80, 40, 200)).save(photos / f"{number}.png")
+    (tmp_path / "tiny.py").write_text("from conftest import TinyNet\n")
+    monkeypatch.chdir(tmp_path)
+    workers = len(os.sched_getaffinity(0)) + 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(cli, ["build", "-m", "tiny.py:TinyNet", "-w", "none",
+                                          "--dataset", "photos", "--workers", str(workers),
+                                          "--size", "16", "-d", "s"])
+    assert result.exit_code == 0, result.output
+    assert not [str(w.message) for w in caught if "DataLoader will create" in str(w.message)]
+    assert "img/s" not in result.output and "\r" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Report of ")

@@ -56,6 +56,7 @@ def test_cli_publishes_the_site_to_the_bare_remote(project, gradient_image, monk
     monkeypatch.chdir(repo)
     result = CliRunner().invoke(cli, ["gh-deploy"])
     assert result.exit_code == 0, result.output
+    assert result.output.count("Published") == 1  # the CLI's last line, not also a log line
 
     published = set(git(bare, "ls-tree", "-r", "--name-only", "gh-pages").splitlines())
     expected = set(site_files(site)) | {".nojekyll"}

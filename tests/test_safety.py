@@ -65,12 +65,60 @@ def test_new_and_empty_folders_are_used(tmp_path, gradient_image):
 
 
 def test_previous_report_is_replaced_completely(previous, gradient_image):
-    (previous / "img" / "stale-act.png").write_bytes(b"old")
+    assert any(path.name.startswith("shared") for path in (previous / "img").iterdir())
     report = tiny_report(previous, gradient_image, layers="stem")
     assert len(report.layers) == 1
-    assert not (previous / "img" / "stale-act.png").exists()  # a swap, not an overlay
+    # a swap, not an overlay: the old report's pictures and pages of other layers are gone
+    assert not any(path.name.startswith("shared") for path in (previous / "img").iterdir())
     assert not (previous / "layer-shared.html").exists()
     assert leftovers(previous.parent) == []
+
+
+def test_files_reportgen_did_not_write_are_kept(previous, gradient_image, caplog):
+    """A Pages CNAME, notes, a folder of extras, a picture of one's own: all survive
+    rebuilds, byte for byte, and the log says so."""
+    mine = {"CNAME": b"cnn.example.org\n", "NOTES.md": b"# notes", "extras/a/b.txt": b"b",
+            "img/my-figure.png": b"\x89PNG mine"}
+    for name, content in mine.items():
+        (previous / name).parent.mkdir(parents=True, exist_ok=True)
+        (previous / name).write_bytes(content)
+    with caplog.at_level("INFO", logger="reportgen"):
+        tiny_report(previous, gradient_image, layers="stem")
+    assert "Kept 4 files (CNAME, NOTES.md, extras/a/b.txt, img/my-figure.png)" in caplog.text
+    tiny_report(previous, gradient_image)  # and again: they are still not ours
+    for name, content in mine.items():
+        assert (previous / name).read_bytes() == content, name
+    assert not set(mine) & set(json.loads((previous / "manifest.json").read_text())["files"])
+    assert leftovers(previous.parent) == []
+
+
+def test_a_file_of_the_users_that_a_rebuild_would_overwrite_is_refused(tmp_path,
+                                                                      gradient_image):
+    site = tmp_path / "site"
+    tiny_report(site, gradient_image, layers="stem")
+    (site / "layer-shared.html").write_text("my own page")
+    before = snapshot(site)
+    with pytest.raises(ReportError, match=r"holds 1 file \(layer-shared.html\), which "
+                                          "reportgen did not write and would now overwrite"):
+        tiny_report(site, gradient_image)
+    assert snapshot(site) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_a_second_build_into_the_same_folder_at_once_stops(previous, gradient_image):
+    import fcntl
+
+    from reportgen.publish.staging import lock_path
+
+    before = snapshot(previous)
+    with open(lock_path(previous), "a+b") as held:  # as the first build holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ReportError, match="Another reportgen build is writing '.*site' "
+                                              "right now; wait for it to finish"):
+            tiny_report(previous, gradient_image, layers="stem")
+    assert snapshot(previous) == before
+    assert leftovers(previous.parent) == []
+    tiny_report(previous, gradient_image, layers="stem")  # once it is done, a build may
 
 
 def test_foreign_folder_is_refused_untouched(tmp_path, gradient_image):
@@ -128,6 +176,11 @@ def test_refusal_comes_before_any_heavy_work(tmp_path, monkeypatch, gradient_ima
     (mine / "a.jpg").write_bytes(b"x")
     with pytest.raises(ReportError, match="not a reportgen report"):
         build_report("vgg16", "DEFAULT", "astronaut", mine)
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(ReportError, match="Cannot write the site folder 'sub' in '.*afile': "
+                                          "'.*afile' is a file, not a folder"):
+        build_report("vgg16", "DEFAULT", "astronaut", tmp_path / "afile" / "sub")
+    assert (tmp_path / "afile").read_text() == "keep me"
 
 
 def test_failed_build_removes_the_parents_it_made(tmp_path, gradient_image):

@@ -167,3 +167,16 @@ def test_a_weights_file_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
     path.write_bytes(b"second, longer")
     assert weightfiles.sha256_file(path) != first
     assert opened.count(str(path)) == 2
+
+
+def test_num_classes_that_named_weights_cannot_have_says_what_to_pass(empty_hub, monkeypatch):
+    """Not 'pass the matching --model' (the model is right): the weights have 1,000
+    classes; and said before any weights file is looked for."""
+    monkeypatch.setattr(weightfiles, "find_local", lambda url: pytest.fail("looked for"))
+    with pytest.raises(ReportError) as raised:
+        load_model("resnet18", "DEFAULT", model_args=("num_classes=10",))
+    message = str(raised.value.message)
+    assert message.startswith("The IMAGENET1K_V1 weights of resnet18 have 1,000 classes, so "
+                              "--model-arg num_classes=10 does not fit them: leave num_classes "
+                              "out (or give 1000), or pass --weights none")
+    assert "matching --model" not in message

@@ -9,8 +9,10 @@ with the one-line reason the single-image report would have printed.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -98,6 +100,17 @@ def collate(items: list[Decoded]) -> tuple[list[Decoded], torch.Tensor | None]:
     return [Decoded(item.index, None, item.reason) for item in items], stacked
 
 
+def quiet_loader(dataset: Dataset[Any], **settings: Any) -> Iterator[Any]:
+    """Iterate a DataLoader without torch's warning that its workers outnumber the CPUs
+    (shown twice, in logs too, with the default --workers 2 on one CPU): extra workers cost
+    little, and they help a dataset read over the network."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This DataLoader will create",
+                                category=UserWarning)
+        iterator = iter(DataLoader(dataset, **settings))
+    yield from iterator
+
+
 def batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequence[int], *,
             batch_size: int, workers: int) -> Iterator[Batch]:
     """Batches in index order, whatever the number of workers (the DataLoader keeps order)."""
@@ -106,10 +119,10 @@ def batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequence
     if workers < 0:
         raise ReportError(f"--workers must be 0 or more, not {workers}.")
     dataset = ImageDataset(files, preprocessing, indices)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate, prefetch_factor=2 if workers else None)
     size = preprocessing.crop
-    for items, stacked in loader:
+    for items, stacked in quiet_loader(dataset, batch_size=batch_size, shuffle=False,
+                                       num_workers=workers, collate_fn=collate,
+                                       prefetch_factor=2 if workers else None):
         decoded = [item.index for item in items if not item.reason]
         skipped = tuple(Skipped(item.index, files.paths[item.index], item.reason)
                         for item in items if item.reason)

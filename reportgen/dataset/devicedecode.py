@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 from PIL import ExifTags, Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from reportgen.dataset.decode import Batch, Decoded, Skipped, decode_bytes
+from reportgen.dataset.decode import Batch, Decoded, Skipped, decode_bytes, quiet_loader
 from reportgen.dataset.files import DatasetFiles
 from reportgen.dataset.remote import read_location
 from reportgen.errors import ReportError
@@ -165,11 +165,10 @@ def device_batches(files: DatasetFiles, preprocessing: Preprocessing, indices: S
         raise ReportError(f"--batch-size must be at least 1, not {batch_size}.")
     if workers < 0:
         raise ReportError(f"--workers must be 0 or more, not {workers}.")
-    loader = DataLoader(EncodedDataset(files, preprocessing, indices), batch_size=batch_size,
-                        shuffle=False, num_workers=workers, collate_fn=list,
-                        prefetch_factor=2 if workers else None)
     size = preprocessing.crop
-    for items in loader:
+    for items in quiet_loader(EncodedDataset(files, preprocessing, indices),
+                              batch_size=batch_size, shuffle=False, num_workers=workers,
+                              collate_fn=list, prefetch_factor=2 if workers else None):
         jpegs = [item for item in items if item.data is not None]
         pictures = dict(zip((item.index for item in jpegs), decode_jpegs(jpegs, device),
                             strict=True))

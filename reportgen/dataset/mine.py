@@ -29,15 +29,15 @@ from reportgen.dataset.state import (
     save_state,
 )
 from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
-from reportgen.dataset.topk import MAX_IMAGES
+from reportgen.dataset.topk import MAX_DATASET_IMAGES
 from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.hooks import ConvHooks, conv_layers
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
+from reportgen.options import DEFAULT_TOP_K
 from reportgen.progress import bar as progress_bar
 
-DEFAULT_K = 9
 DEFAULT_CHECKPOINT_EVERY = 256
 
 
@@ -53,7 +53,7 @@ class MineOptions:
     """
 
     layers: tuple[str, ...] | None = None
-    k: int = DEFAULT_K
+    k: int = DEFAULT_TOP_K
     rectify: bool = False
     sample_size: int = DEFAULT_SAMPLE_SIZE
 
@@ -186,8 +186,9 @@ def _check_options(options: MineOptions, files: int) -> None:
     if options.sample_size < 1:
         raise ReportError(f"The quantile sample size must be at least 1, not "
                           f"{options.sample_size}.")
-    if files > MAX_IMAGES:
-        raise ReportError(f"A dataset run handles at most {MAX_IMAGES:,} images, not {files:,}.")
+    if files > MAX_DATASET_IMAGES:
+        raise ReportError(f"A dataset run handles at most {MAX_DATASET_IMAGES:,} images, "
+                          f"not {files:,}.")
 
 
 def _chosen_layers(model: nn.Module, wanted: Sequence[str] | None) -> list[str]:

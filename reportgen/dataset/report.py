@@ -88,13 +88,14 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
     fields = receptive_fields(module, layers, start=min(DEFAULT_START, preprocessing.crop))
     fields_seconds = time.perf_counter() - started
     mine_options = MineOptions(layers=tuple(layers), k=options.top_k, rectify=options.rectify)
+    bars = None if progress else False  # a bar only on a terminal, never in a pipe or a log
     if options.engine == "ray":
         from reportgen.dataset.ray_engine import RaySettings, mine_ray
 
         result = mine_ray(module, files, preprocessing, mine_options,
                           batch_size=options.batch_size, device=options.device,
                           settings=RaySettings(options.ray_address, options.ray_actors),
-                          progress=progress)
+                          progress=bars)
     else:
         with torch.random.fork_rng(devices=[]), threads_beside_workers(options.workers):
             result = mine(module, files, preprocessing, mine_options,
@@ -103,7 +104,7 @@ def mine_for_report(module: nn.Module, files: DatasetFiles, layers: list[str],
                           decode=options.decode,
                           # No resume for a URL: its files cannot be stat()ed cheaply.
                           state_file=None if files.remote else state_path(site_dir),
-                          resume=options.resume, model_id=model_id, progress=progress)
+                          resume=options.resume, model_id=model_id, progress=bars)
     startup = (f", after {result.startup_seconds:.1f} s starting Ray"
                if options.engine == "ray" else "")
     log.info("Dataset (%s engine): %d images in %.1f s (%.1f images/s%s); receptive fields "

@@ -17,7 +17,7 @@ import torch
 #: The key of an empty slot; below every real key (a real key's high half is > -2**31).
 EMPTY = torch.iinfo(torch.int64).min
 #: Image indices live in the low 32 bits of a key.
-MAX_IMAGES = 2 ** 32 - 1
+MAX_DATASET_IMAGES = 2 ** 32 - 1
 _LOW = 0xFFFFFFFF
 _FLIP = 0x7FFFFFFF
 

@@ -23,10 +23,8 @@ from torch import nn
 
 from reportgen.cachedir import cache_dir
 from reportgen.explain.featurevis import (
-    DEFAULT_BATCH_SIZE,
+    CHANNELS_PER_BATCH,
     DEFAULT_LR,
-    DEFAULT_SIZE,
-    DEFAULT_STEPS,
     FeatureVisSettings,
     Progress,
     Visualisation,
@@ -34,6 +32,7 @@ from reportgen.explain.featurevis import (
 )
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
+from reportgen.options import DEFAULT_FEATURE_VIS_SIZE, DEFAULT_FEATURE_VIS_STEPS
 from reportgen.pictures.pngio import encode_png
 from reportgen.publish.staging import atomic_write
 
@@ -100,9 +99,9 @@ def visualise_cached(module: nn.Module, layer: str, channels: Sequence[int], *,
                      preprocessing: Preprocessing, weights: Mapping[str, Any] | None = None,
                      fingerprint: str | None = None,
                      cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
-                     steps: int = DEFAULT_STEPS, size: int = DEFAULT_SIZE,
+                     steps: int = DEFAULT_FEATURE_VIS_STEPS, size: int = DEFAULT_FEATURE_VIS_SIZE,
                      lr: float = DEFAULT_LR, seed: int = 0, rectify: bool = False,
-                     batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device = "cpu",
+                     batch_size: int = CHANNELS_PER_BATCH, device: str | torch.device = "cpu",
                      threads: int | None = None,
                      progress: Progress | None = None) -> list[Visualisation]:
     """:func:`~reportgen.explain.featurevis.visualise`, computing only the channels the cache

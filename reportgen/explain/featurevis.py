@@ -33,14 +33,13 @@ from reportgen.explain.param import FourierImage
 from reportgen.explain.tap import LayerTap, layer_channels, split_layer, untouched
 from reportgen.explain.transforms import TRANSFORMS_VERSION, TransformSpec, apply, draw_matrices
 from reportgen.inputs.preprocess import Preprocessing
+from reportgen.options import DEFAULT_FEATURE_VIS_SIZE, DEFAULT_FEATURE_VIS_STEPS
 
-DEFAULT_STEPS = 512
-DEFAULT_SIZE = 128
 DEFAULT_LR = 0.05
-DEFAULT_BATCH_SIZE = 4  # measured: per image, 4 beat 16 (cache-sized activations)
+CHANNELS_PER_BATCH = 4  # measured: per image, 4 beat 16 (cache-sized activations)
 #: On a GPU one image per channel keeps it busy only hundreds at a time (issue 14: batches
 #: of 256 or more); :func:`in_batches` halves a batch that does not fit in its memory.
-GPU_BATCH_SIZE = 256
+GPU_CHANNELS_PER_BATCH = 256
 
 Progress = Callable[[str], None]
 
@@ -49,8 +48,8 @@ Progress = Callable[[str], None]
 class FeatureVisSettings:
     """Everything that decides the pixels, so it can key a cache and go into a manifest."""
 
-    steps: int = DEFAULT_STEPS
-    size: int = DEFAULT_SIZE
+    steps: int = DEFAULT_FEATURE_VIS_STEPS
+    size: int = DEFAULT_FEATURE_VIS_SIZE
     lr: float = DEFAULT_LR
     seed: int = 0
     rectify: bool = False
@@ -114,9 +113,9 @@ class Visualisation:
 
 
 def visualise(module: nn.Module, layer: str, channels: Sequence[int], *,
-              preprocessing: Preprocessing, steps: int = DEFAULT_STEPS,
-              size: int = DEFAULT_SIZE, lr: float = DEFAULT_LR, seed: int = 0,
-              rectify: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+              preprocessing: Preprocessing, steps: int = DEFAULT_FEATURE_VIS_STEPS,
+              size: int = DEFAULT_FEATURE_VIS_SIZE, lr: float = DEFAULT_LR, seed: int = 0,
+              rectify: bool = False, batch_size: int = CHANNELS_PER_BATCH,
               device: str | torch.device = "cpu", threads: int | None = None,
               progress: Progress | None = None) -> list[Visualisation]:
     """One :class:`Visualisation` per channel, in the order given.
@@ -136,7 +135,7 @@ def visualise(module: nn.Module, layer: str, channels: Sequence[int], *,
 
 
 def visualise_with(module: nn.Module, layer: str, channels: Sequence[int],
-                   settings: FeatureVisSettings, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                   settings: FeatureVisSettings, *, batch_size: int = CHANNELS_PER_BATCH,
                    device: str | torch.device = "cpu", threads: int | None = None,
                    progress: Progress | None = None) -> list[Visualisation]:
     """:func:`visualise` with the settings as one object (what the cache keys on)."""
@@ -168,7 +167,7 @@ def visualise_with(module: nn.Module, layer: str, channels: Sequence[int],
 
 def batch_size_for(device: str | torch.device) -> int:
     """Channels optimised together: a few on the CPU (measured), hundreds on a GPU."""
-    return GPU_BATCH_SIZE if torch.device(device).type == "cuda" else DEFAULT_BATCH_SIZE
+    return GPU_CHANNELS_PER_BATCH if torch.device(device).type == "cuda" else CHANNELS_PER_BATCH
 
 
 def in_batches(channels: Sequence[int], batch_size: int,

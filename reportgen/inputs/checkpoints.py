@@ -136,10 +136,11 @@ def fit_keys(state: Mapping[str, torch.Tensor], expected: Collection[str]) -> Fi
     if best:
         fitted = {name[len(best):]: tensor for name, tensor in state.items()
                   if name.startswith(best)}
-        left = len(state) - len(fitted)
+        left = sorted(name for name in state if not name.startswith(best))
+        more = f" and {len(left) - 4} more" if len(left) > 4 else ""
         notes.append(f"Checkpoint keys had the prefix '{best}', which was stripped"
-                     + (f"; {left} key{'s' if left != 1 else ''} outside it left out."
-                        if left else "."))
+                     + (f"; {len(left)} key{'s' if len(left) != 1 else ''} outside it left "
+                        f"out ({', '.join(left[:4])}{more})." if left else "."))
     else:
         fitted = dict(state)
     for name in EMA_BOOKKEEPING:

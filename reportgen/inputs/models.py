@@ -253,7 +253,16 @@ def load_checkpoint_into(module: nn.Module, path: Path, name: str, reading: Chec
     fitted = fit_keys(found.state, module.state_dict().keys())
     _check_keys(module, fitted.state, name, path.name)
     module.load_state_dict(fitted.state, strict=True)
-    return _checkpoint_record(path, found.key, fitted.prefix), [*found.notes, *fitted.notes]
+    return _checkpoint_record(path, found.key, fitted.prefix), _said(*found.notes,
+                                                                     *fitted.notes)
+
+
+def _said(*notes: str) -> list[str]:
+    """A checkpoint's notes (prefix stripped, keys left out, EMA weights): on the terminal
+    as well as in the report."""
+    for note in notes:
+        log.info("%s", note)
+    return list(notes)
 
 
 def _checkpoint_record(path: Path, key: str | None, prefix: str | None) -> dict[str, Any]:
@@ -287,6 +296,7 @@ def _from_named_weights(name: str, spec: str, categories: list[str] | None,
         raise ReportError(f"Unknown weights '{spec}' for {name}; choose DEFAULT, none, "
                           f"{', '.join(members)}, or a checkpoint path.")
     chosen = enum[wanted]
+    _check_classes(name, chosen, user_kwargs)
     located = weightfiles.find_local(chosen.url)
     notes: list[str] = []
     if located is None and wanted == "DEFAULT":
@@ -313,6 +323,17 @@ def _from_named_weights(name: str, spec: str, categories: list[str] | None,
               "sha256": weightfiles.sha256_file(located.path)}
     return LoadedModel(module, name, record, categories or list(chosen.meta["categories"]),
                        chosen.transforms(), notes)
+
+
+def _check_classes(name: str, chosen: Any, user_kwargs: dict[str, Any]) -> None:
+    """Named weights fix the number of classes: say so, before their file is even read."""
+    classes = len(chosen.meta["categories"])
+    asked = user_kwargs.get("num_classes", classes)
+    if asked != classes:
+        raise ReportError(f"The {chosen.name} weights of {name} have {classes:,} classes, so "
+                          f"--model-arg num_classes={asked!r} does not fit them: leave "
+                          f"num_classes out (or give {classes}), or pass --weights none (random) "
+                          f"or --weights PATH to a checkpoint trained with {asked} classes.")
 
 
 def _download_or_explain(name: str, chosen: Any) -> weightfiles.WeightFile:
@@ -343,7 +364,7 @@ def _from_checkpoint(name: str, path: Path, categories: list[str] | None,
         if enum is not None:
             categories = list(enum.DEFAULT.meta["categories"])
     return LoadedModel(module, name, _checkpoint_record(path, found.key, fitted.prefix),
-                       categories, notes=[*found.notes, *fitted.notes])
+                       categories, notes=_said(*found.notes, *fitted.notes))
 
 
 def _checkpoint_classes(skeleton: nn.Module, state: dict[str, torch.Tensor]) -> int | None:

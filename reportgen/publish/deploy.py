@@ -77,7 +77,8 @@ def gh_deploy(site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR, *, remote: st
             identity=identity)
     commit = _git(top, "rev-parse", f"refs/heads/{branch}") or ""
     where = f"{remote}/{branch}" if push else f"the local branch {branch} (not pushed)"
-    log.info("Published %s to %s as %s: %s", site_dir, where, commit[:10], text)
+    # debug: the CLI says it in its last line (a notebook has the returned Deployment)
+    log.debug("Published %s to %s as %s: %s", site_dir, where, commit[:10], text)
     return Deployment(site, remote, branch, text, commit, push)
 
 

@@ -168,10 +168,42 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
 def write(site: Path, record: ReportRecord) -> dict[str, Any]:
     """Write ``site/manifest.json``; return the JSON object written."""
     data = to_json(record)
+    _dump(site, data)
+    return data
+
+
+def record_files(site: Path, data: dict[str, Any], single_file: bool) -> dict[str, Any]:
+    """Add ``files`` (every file of the site, itself included, and the ``single_file`` about
+    to be made from it) to the manifest, so a rebuild knows which files in the folder are
+    ours and keeps the others."""
+    from reportgen.publish.singlefile import SINGLE_FILE
+
+    files = {path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()}
+    data = {**data, "files": sorted({*files, MANIFEST, *([SINGLE_FILE] if single_file else [])})}
+    _dump(site, data)
+    return data
+
+
+def written_files(data: dict[str, Any], site: Path) -> list[str]:
+    """The files reportgen wrote in ``site``: the manifest's list; a report from before the list
+    existed, the files under the names reportgen writes."""
+    listed = data.get("files")
+    if isinstance(listed, list):
+        return [str(name) for name in listed]
+    return [path.relative_to(site).as_posix() for path in site.rglob("*")
+            if path.relative_to(site).parts[0] in _OWN_NAMES
+            or path.name.startswith("layer-") and path.parent == site]
+
+
+#: What an older report (no ``files`` list) may hold at its top level.
+_OWN_NAMES = frozenset({MANIFEST, "index.html", "report.html", ".nojekyll", "img", "static",
+                        "examples"})
+
+
+def _dump(site: Path, data: dict[str, Any]) -> None:
     text = json.dumps(_finite(data), sort_keys=True, indent=1, allow_nan=False,
                       ensure_ascii=False)
     (site / MANIFEST).write_text(text + "\n", encoding="utf-8")
-    return data
 
 
 def _finite(value: Any) -> Any:

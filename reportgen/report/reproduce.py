@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reportgen.options import BuildOptions
 from reportgen.report.model import ReportRecord
 
 _TITLE = "reportgen: see what every convolution layer of a CNN sees"
@@ -64,12 +66,27 @@ def equivalent_command(record: ReportRecord) -> tuple[str | None, str | None]:
         return None, "the model's input was a tensor passed from Python (preprocess=False)"
     if any(image.get("kind") not in ("skimage", "file") for image in images):
         return None, "the image was passed from Python as an array or PIL image"
-    words = ["reportgen", "build", "--model", record.model.name,
-             "--weights", _weights_argument(record.weights)]
+    return rebuild_command(record.model.name, _weights_argument(record.weights),
+                           [str(image["source"]) for image in images], record.options,
+                           seeded="seed" in record.weights), None
+
+
+def rebuild_command(model: str | None, weights: str | None, images: Sequence[str],
+                    options: BuildOptions, *, seeded: bool = True, typed: bool = False,
+                    site_dir: str | None = None, categories: str | None = None) -> str:
+    """``reportgen build`` with these inputs (None: left at its default) and options: every
+    recorded option spelled out, or with ``typed`` only those that differ from their defaults
+    (the command as typed, which the CLI records). The one writer of a rebuild command; the
+    caller gives paths already cut to what may be published."""
+    words = ["reportgen", "build"]
+    words += ["--model", model] if model is not None else []
+    words += ["--weights", weights] if weights is not None else []
     for image in images:
-        words += ["--image", str(image["source"])]
-    words += record.options.command_words("seed" in record.weights)
-    return shlex.join(words), None
+        words += ["--image", image]
+    words += ["--site-dir", site_dir] if site_dir is not None else []
+    words += options.command_words(seeded, typed=typed)
+    words += ["--categories", categories] if categories is not None else []
+    return shlex.join(words)
 
 
 def _weights_argument(weights: dict[str, Any]) -> str:
