@@ -10,7 +10,6 @@ folder checks use.
 from __future__ import annotations
 
 import json
-import math
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from reportgen.forward.stats import FLAT_FRACTION
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
+from reportgen.report.jsontext import indented
 from reportgen.report.model import (
     IN_MEMORY_WEIGHTS,
     LayerRecord,
@@ -107,7 +107,9 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
     activation, filters = layer.activation, layer.filters
     spec = asdict(layer.spec)
     spec.pop("name")
-    stats = asdict(layer.stats)
+    # Shallow: asdict deep-copies every number of every per-channel list, one by one.
+    stats = {key: list(value) if isinstance(value, list) else value
+             for key, value in vars(layer.stats).items()}
     per_channel = {key: stats.pop(key) for key in
                    ("channel_mean", "channel_min", "channel_max", "channel_fraction_positive")}
     per_channel["flat"] = stats.pop("channel_flat")
@@ -165,21 +167,8 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
 def write(site: Path, record: ReportRecord) -> dict[str, Any]:
     """Write ``site/manifest.json``; return the JSON object written."""
     data = to_json(record)
-    text = json.dumps(_finite(data), sort_keys=True, indent=1, allow_nan=False,
-                      ensure_ascii=False)
-    (site / MANIFEST).write_text(text + "\n", encoding="utf-8")
+    (site / MANIFEST).write_text(indented(data) + "\n", encoding="utf-8")
     return data
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: a non-finite number (a diverged random net) is written as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
 
 
 # ------------------------------------------------------------------ reading
