@@ -125,14 +125,18 @@ def _percentiles(core: torch.Tensor, per_channel: bool) -> tuple[torch.Tensor, t
             torch.from_numpy(values[:, high_rank - 1].copy()))
 
 
-def to_uint8(maps: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Map [low, high] (each (C,)) to 0..255, clipping outside; a zero span gives 0, never NaN.
-
-    Works on (C, H, W) in any memory layout; the result is contiguous.
-    """
+def grey_levels(maps: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Map [low, high] (each (C,)) to the whole numbers 0..255, clipping outside; a zero span
+    gives 0, never NaN. Still float, in the maps' own layout: :func:`~reportgen.pictures.grids.
+    tile` casts while it copies each map into its cell, so no uint8 copy is made on the way."""
     low, high = low.view(-1, 1, 1).to(maps.dtype), high.view(-1, 1, 1).to(maps.dtype)
     span = high - low
     scale = torch.where(span > 0, 255.0 / span.clamp_min(torch.finfo(maps.dtype).tiny),
                         torch.zeros_like(span))
-    scaled = (maps - low).mul_(scale).round_().clamp_(0, 255)
-    return scaled.to(torch.uint8, memory_format=torch.contiguous_format)
+    return (maps - low).mul_(scale).round_().clamp_(0, 255)
+
+
+def to_uint8(maps: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """:func:`grey_levels` as uint8. Works on (C, H, W) in any memory layout; the result is
+    contiguous."""
+    return grey_levels(maps, low, high).to(torch.uint8, memory_format=torch.contiguous_format)
