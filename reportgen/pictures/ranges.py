@@ -53,21 +53,24 @@ def display_range(maps: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Te
     height, width = stack.shape[-2:]
     core = stack[:, :, 1:-1, 1:-1] if min(height, width) >= RING_FROM else stack
     if mode == "layer":
-        low, high = _percentiles(core, per_channel=False)
-        exact = stack.amin(), stack.amax()
-        low, high = _or_exact(low, high, exact[0].reshape(1), exact[1].reshape(1))
+        low, high = _or_exact(*_percentiles(core, per_channel=False), stack, dims=None)
         return low.expand(channels), high.expand(channels)
-    low, high = _percentiles(core, per_channel=True)
-    return _or_exact(low, high, stack.amin(dim=(0, 2, 3)), stack.amax(dim=(0, 2, 3)))
+    return _or_exact(*_percentiles(core, per_channel=True), stack, dims=(0, 2, 3))
 
 
-def _or_exact(low: torch.Tensor, high: torch.Tensor, exact_low: torch.Tensor,
-              exact_high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _or_exact(low: torch.Tensor, high: torch.Tensor, stack: torch.Tensor,
+              dims: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the percentiles coincide (a map that is one value almost everywhere, its few
-    other values on the ring or in a handful of pixels), the exact range: otherwise the
-    picture would be one flat colour that hides exactly those pixels. On the default report
-    MobileNetV2's features.1.conv.0.0:10 (zero inside, ±0.015 at the border) came out black."""
+    other values on the ring or in a handful of pixels), the exact range of ``stack`` over
+    ``dims`` (None: all of it): otherwise the picture would be one flat colour that hides
+    exactly those pixels. On the default report MobileNetV2's features.1.conv.0.0:10 (zero
+    inside, ±0.015 at the border) came out black. Only then is the exact range computed:
+    two more passes over every map otherwise."""
     same = high <= low
+    if not bool(same.any()):
+        return low, high
+    exact_low = stack.amin().reshape(1) if dims is None else stack.amin(dim=dims)
+    exact_high = stack.amax().reshape(1) if dims is None else stack.amax(dim=dims)
     return torch.where(same, exact_low, low), torch.where(same, exact_high, high)
 
 
