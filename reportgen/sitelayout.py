@@ -58,6 +58,11 @@ def layer_page(slug: str) -> str:
     return f"layer-{slug}.html"
 
 
+def is_layer_page(name: str) -> bool:
+    """Whether a file name at the site's top level is one of its layer pages."""
+    return name.startswith("layer-") and name.endswith(".html")
+
+
 def activation_png(slug: str, number: int = 0) -> str:
     """A layer's grid for image ``number`` (the first one has no number)."""
     return f"{IMAGE_DIR}/{slug}-act{f'-{number + 1}' if number else ''}.png"

@@ -15,7 +15,8 @@ from reportgen import build_report
 from reportgen.errors import ReportError
 from reportgen.forward.hooks import ConvHooks
 from reportgen.inputs.preprocess import Preprocessing
-from reportgen.pictures.grids import GridLayout
+from reportgen.pictures.grids import GridLayout, tile
+from reportgen.pictures.ranges import display_range, grey_levels
 
 
 def png(site: Path, relative: str) -> np.ndarray:
@@ -82,6 +83,26 @@ def test_tile_position_row_major(tmp_path):
         tile = grid[row * 9: row * 9 + 8, col * 9: col * 9 + 8]
         assert (tile == round(k * 255 / 9)).all(), k
 
+
+
+@pytest.mark.parametrize("channels", [1, 10, 12, 64])
+def test_tiles_are_cut_from_any_layout_without_changing_a_pixel(channels):
+    """tile() writes each map straight into its cell, from float grey levels in the
+    channels-last layout of torchvision's outputs or from a strided uint8 view (the filter
+    planes), and gives what a plain numpy tiling gives: gaps and empty cells white."""
+    torch.manual_seed(0)
+    maps = torch.randn(1, channels, 7, 5).contiguous(memory_format=torch.channels_last)[0]
+    levels = grey_levels(maps, *display_range(maps, "channel"))
+    layout = GridLayout.for_channels(channels, 7, 5)
+    expected = np.full((layout.height, layout.width), 255, np.uint8)
+    for k, plane in enumerate(levels.numpy().astype(np.uint8)):
+        x, y = layout.origin(k)
+        expected[y:y + 7, x:x + 5] = plane
+    strided = levels.to(torch.uint8).permute(0, 2, 1).contiguous().permute(0, 2, 1)
+    for source in (levels, strided):
+        grid = tile(source, layout)
+        assert grid.dtype == np.uint8 and grid.flags.c_contiguous
+        assert np.array_equal(grid, expected)
 
 def test_constant_channel_is_flat_not_nan(tmp_path):
     class Flat(nn.Module):

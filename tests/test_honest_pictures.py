@@ -7,6 +7,7 @@ gradient that really fires, and a gradient framed by an extreme padding ring.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import needs_offline_weights
 from reportgen import build_report
+from reportgen.forward.hooks import conv_layers
+from reportgen.inputs.models import load_model
+from reportgen.pictures.ranges import display_range
 from reportgen.publish.figure import make_figure
 
 SIZE = 48
@@ -184,3 +189,43 @@ def test_a_map_that_is_one_value_inside_keeps_its_few_other_pixels(tmp_path, gra
     assert sparse[0].min() == 255 and sparse[SIZE // 2, SIZE // 2] == 0
     assert 120 <= sparse[SIZE // 3, SIZE // 3] <= 135
     assert layer["channels"]["shown_low"][0] == -0.5 and layer["channels"]["shown_high"][0] == 0.5
+
+
+def exact_range(maps: np.ndarray) -> tuple[float, float]:
+    """The shown range by its definition, with numpy: the 1st/99th nearest-rank percentiles
+    of the map(s) without the outermost ring, or the exact range where they coincide."""
+    interior = maps[..., 1:-1, 1:-1] if min(maps.shape[-2:]) >= 8 else maps
+    low, high = np.percentile(interior, [1, 99], method="inverted_cdf")
+    return (float(maps.min()), float(maps.max())) if high <= low else (float(low), float(high))
+
+
+@needs_offline_weights
+def test_shown_range_is_the_exact_percentiles_on_the_default_report(tmp_path):
+    """MobileNetV2 (ImageNet weights) on coffee, as the default report: every channel's shown
+    low and high lie within one grey level of the exact percentiles of the very maps the
+    build saw (caught by our own hooks, registered first), and display_range itself is
+    exact on them."""
+    module = load_model("mobilenet_v2", "DEFAULT").module
+    maps: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            maps[name] = output[0].clone()
+        return hook
+
+    for name, conv in conv_layers(module):
+        conv.register_forward_hook(keep(name))
+    report = build_report(module, None, "coffee", tmp_path / "site")
+    assert len(maps) == len(report.manifest["layers"]) == 52
+    for layer in report.manifest["layers"]:
+        values = maps[layer["name"]].numpy()
+        channels = layer["channels"]
+        layer_range = exact_range(values)
+        for k in range(values.shape[0]):
+            low, high = layer_range if channels["flat"][k] else exact_range(values[k])
+            grey = (high - low) / 255
+            assert abs(channels["shown_low"][k] - low) <= grey, (layer["name"], k)
+            assert abs(channels["shown_high"][k] - high) <= grey, (layer["name"], k)
+        ours = np.stack([value.numpy() for value in display_range(maps[layer["name"]],
+                                                                     "channel")], axis=1)
+        assert np.array_equal(ours, [exact_range(plane) for plane in values]), layer["name"]

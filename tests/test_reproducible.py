@@ -6,14 +6,17 @@ import json
 import os
 import resource
 import time
+from enum import IntEnum
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from conftest import TinyNet, build_tiny_report, hooks_left, site_files
 from reportgen import build_report
+from reportgen.report.jsontext import finite, indented
 from reportgen.report.stamp import build_time
 
 
@@ -162,3 +165,36 @@ def test_recorded_command_rebuilds_the_same_report(tmp_path, gradient_image):
         command = json.loads((site / "manifest.json").read_text())["command"]
         assert ("--rectify" in command) == bool(extra), command
         assert json.loads((site / "manifest.json").read_text())["options"]["rectify"] == bool(extra)
+
+
+def reference_json(value: object) -> str:
+    """What the manifest was written with before its own writer: json's Python encoder."""
+    return json.dumps(finite(value), sort_keys=True, indent=1, allow_nan=False,
+                      ensure_ascii=False)
+
+
+def test_manifest_text_is_exactly_jsons(tmp_path, gradient_image):
+    """The fast writer gives json.dumps's bytes: on a real manifest, and on the cases its
+    shortcuts must not get wrong (NaN and infinities as null, booleans, ints among floats,
+    float and int subclasses, tuples, empty containers, non-ASCII, nesting)."""
+    report = tiny_build(tmp_path / "site", gradient_image)
+    written = (tmp_path / "site" / "manifest.json").read_text(encoding="utf-8")
+    assert written == reference_json(report.manifest) + "\n"
+    assert indented(report.manifest) == reference_json(report.manifest)
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    odd = {
+        "numbers": [0.1, 1, -2.5e-07, 1e+300, 3, 0.0, -0.0, 2 ** 70],
+        "not finite": [1.0, float("nan"), float("inf"), -float("inf")],
+        "flags": [True, False, True], "mixed": [True, 1, 1.5, None, "x", [], {}],
+        "numpy": [np.float64(0.25), np.float32(0.5).item(), Level.HIGH],
+        "tuple": (1, (2.5, "é"), {"z": 1, "a": [[]]}), "empty": {}, "nothing": [],
+        "text": "ünïcødé \"quoted\" \\ \n\t\u2028", "scalar nan": float("nan"),
+        "deep": {"b": {"c": [{"d": [1.5, 2.5]}, [True]]}, "a": None},
+    }
+    assert indented(odd) == reference_json(odd)
+    assert indented({1: "int key"}) == reference_json({1: "int key"})  # json's own way
+    with pytest.raises(TypeError):  # what json says of what it cannot write
+        indented({"array": np.zeros(2)})

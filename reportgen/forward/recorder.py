@@ -30,7 +30,7 @@ from reportgen.pictures.grids import (
     tile,
 )
 from reportgen.pictures.pngio import PngWriter
-from reportgen.pictures.ranges import dataset_range, picture_range, to_uint8
+from reportgen.pictures.ranges import dataset_range, grey_levels, picture_range
 from reportgen.report.model import ActivationPicture, Capture, ImageActivation
 from reportgen.sitelayout import IMAGE_DIR, activation_png, new_slugs, slugify
 
@@ -92,7 +92,7 @@ class ActivationRecorder:
         layout = GridLayout.for_channels(shown.shape[1], shown.shape[2], shown.shape[3])
         views = []
         for number, (maps, numbers) in enumerate(zip(shown, stats, strict=True)):
-            grid = tile(to_uint8(maps, low, high).cpu(), layout)
+            grid = tile(grey_levels(maps, low, high), layout)
             if self.lut is not None:
                 grid = colorize(grid, self.lut, gap_mask(layout))
             png = activation_png(slug, number)

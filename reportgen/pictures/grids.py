@@ -65,18 +65,29 @@ def shrink_to_cap(maps: torch.Tensor, tile_cap: int | None) -> torch.Tensor:
 
 
 def tile(maps: torch.Tensor, layout: GridLayout, gap_value: int = GAP_VALUE) -> np.ndarray:
-    """(C, h, w) uint8 to one (rows*(h+1)-1, cols*(w+1)-1) picture, channels row-major."""
+    """(C, h, w) grey levels to one (rows*(h+1)-1, cols*(w+1)-1) uint8 picture, channels
+    row-major.
+
+    ``maps`` is uint8, or floats holding whole numbers 0..255 (cast on the way), in any memory
+    layout. Each map is copied once, straight into its cell of the picture: padding,
+    concatenating and reshaping copied a whole layer four times (0.18 s of a VGG16 report,
+    with the uint8 conversion before it).
+    """
     channels, height, width = maps.shape
-    cells = layout.rows * layout.cols
-    padded = F.pad(maps, (0, layout.gap, 0, layout.gap), value=gap_value)
-    if cells > channels:
-        filler = torch.full((cells - channels, height + layout.gap, width + layout.gap),
-                            gap_value, dtype=maps.dtype)
-        padded = torch.cat([padded, filler])
-    grid = (padded.view(layout.rows, layout.cols, height + layout.gap, width + layout.gap)
-            .permute(0, 2, 1, 3)
-            .reshape(layout.rows * (height + layout.gap), layout.cols * (width + layout.gap)))
-    return grid[: layout.height, : layout.width].contiguous().numpy()
+    if maps.device.type != "cpu":
+        maps = maps.to(torch.uint8).cpu()  # a quarter of the bytes to move
+    grid = torch.full((layout.height, layout.width), gap_value, dtype=torch.uint8)
+    # (row, y, col, x) over the picture: every cell's pixels, gaps left out
+    cells = grid.as_strided((layout.rows, height, layout.cols, width),
+                            ((height + layout.gap) * layout.width, layout.width,
+                             width + layout.gap, 1))
+    full, rest = divmod(channels, layout.cols)
+    if full:
+        cells[:full].copy_(maps[:full * layout.cols].view(full, layout.cols, height, width)
+                           .permute(0, 2, 1, 3))
+    if rest:
+        cells[full, :, :rest].copy_(maps[full * layout.cols:].permute(1, 0, 2))
+    return grid.numpy()
 
 
 def colorize(grid: np.ndarray, lut: np.ndarray | None,

@@ -10,7 +10,6 @@ folder checks use.
 from __future__ import annotations
 
 import json
-import math
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from reportgen.forward.stats import FLAT_FRACTION
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
+from reportgen.report.jsontext import indented
 from reportgen.report.model import (
     IN_MEMORY_WEIGHTS,
     LayerRecord,
@@ -28,7 +28,16 @@ from reportgen.report.model import (
     Prediction,
     ReportRecord,
 )
-from reportgen.sitelayout import MANIFEST
+from reportgen.sitelayout import (
+    EXAMPLES_DIR,
+    IMAGE_DIR,
+    INDEX,
+    MANIFEST,
+    NO_JEKYLL,
+    SINGLE_FILE,
+    STATIC_DIR,
+    is_layer_page,
+)
 
 #: 2: "channel" normalisation became robust percentiles (1: min-max, now "minmax"); layers
 #: gained channels.channel_min, .flat, .shown_low, .shown_high.
@@ -109,7 +118,9 @@ def layer_json(layer: LayerRecord, several: bool = False) -> dict[str, Any]:
     activation, filters = layer.activation, layer.filters
     spec = asdict(layer.spec)
     spec.pop("name")
-    stats = asdict(layer.stats)
+    # Shallow: asdict deep-copies every number of every per-channel list, one by one.
+    stats = {key: list(value) if isinstance(value, list) else value
+             for key, value in vars(layer.stats).items()}
     per_channel = {key: stats.pop(key) for key in
                    ("channel_mean", "channel_min", "channel_max", "channel_fraction_positive")}
     per_channel["flat"] = stats.pop("channel_flat")
@@ -176,8 +187,6 @@ def record_files(site: Path, data: dict[str, Any], single_file: bool) -> dict[st
     """Add ``files`` (every file of the site, itself included, and the ``single_file`` about
     to be made from it) to the manifest, so a rebuild knows which files in the folder are
     ours and keeps the others."""
-    from reportgen.publish.singlefile import SINGLE_FILE
-
     files = {path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()}
     data = {**data, "files": sorted({*files, MANIFEST, *([SINGLE_FILE] if single_file else [])})}
     _dump(site, data)
@@ -192,29 +201,16 @@ def written_files(data: dict[str, Any], site: Path) -> list[str]:
         return [str(name) for name in listed]
     return [path.relative_to(site).as_posix() for path in site.rglob("*")
             if path.relative_to(site).parts[0] in _OWN_NAMES
-            or path.name.startswith("layer-") and path.parent == site]
+            or is_layer_page(path.name) and path.parent == site]
 
 
 #: What an older report (no ``files`` list) may hold at its top level.
-_OWN_NAMES = frozenset({MANIFEST, "index.html", "report.html", ".nojekyll", "img", "static",
-                        "examples"})
+_OWN_NAMES = frozenset({MANIFEST, INDEX, SINGLE_FILE, NO_JEKYLL, IMAGE_DIR, STATIC_DIR,
+                        EXAMPLES_DIR})
 
 
 def _dump(site: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(_finite(data), sort_keys=True, indent=1, allow_nan=False,
-                      ensure_ascii=False)
-    (site / MANIFEST).write_text(text + "\n", encoding="utf-8")
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: a non-finite number (a diverged random net) is written as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
+    (site / MANIFEST).write_text(indented(data) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------ reading
