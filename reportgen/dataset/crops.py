@@ -35,8 +35,7 @@ from reportgen.dataset.decode import batches
 from reportgen.dataset.mine import MineResult
 from reportgen.dataset.receptive import Box, ReceptiveField
 from reportgen.forward.recorder import slugify
-from reportgen.pictures.pngio import PngWriter
-from reportgen.report.model import IMAGE_DIR
+from reportgen.pictures.pngio import IMAGE_DIR, PngWriter
 
 log = logging.getLogger(__name__)
 DEFAULT_CROP = 64

@@ -23,11 +23,12 @@ from reportgen.dataset.crops import write_crops
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import ReceptiveField, receptive_fields
+from reportgen.dataset.record import DatasetSummary, LayerDataset
 from reportgen.dataset.state import state_path
+from reportgen.forward.capture import Capture
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions, path_base_name
 from reportgen.pictures.pngio import PngWriter
-from reportgen.report.model import Capture, DatasetSummary, LayerDataset
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from reportgen.explain.featurevis import (
     Visualisation,
     visualise_with,
 )
+from reportgen.files import atomic_write
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.pictures.pngio import encode_png
-from reportgen.publish.staging import atomic_write
 
 log = logging.getLogger(__name__)
 _FORMAT = 1  # of the entry files themselves

@@ -21,13 +21,15 @@ from reportgen.explain.attribution import attribute, save_cam_png
 from reportgen.explain.cache import visualise_cached
 from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import Visualisation, batch_size_for, in_batches
+from reportgen.explain.record import AttributionRecord, FeatureVisRecord
 from reportgen.explain.sprites import write_sprites
+from reportgen.forward.capture import Capture
 from reportgen.forward.hooks import conv_layers
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import BuildOptions
+from reportgen.pictures.pngio import IMAGE_DIR
 from reportgen.progress import stage
-from reportgen.report.model import IMAGE_DIR, AttributionRecord, Capture, FeatureVisRecord
 
 log = logging.getLogger(__name__)
 

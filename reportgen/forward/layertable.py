@@ -11,13 +11,13 @@ from typing import Any
 import torch
 
 from reportgen.errors import ReportError
+from reportgen.formatting import format_pair
 from reportgen.forward.features import FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvHooks, ConvSpec, conv_layers, record_name
 from reportgen.forward.selection import BLOCKS, block_names
 from reportgen.inputs.modelinput import input_channels
 from reportgen.inputs.models import build_skeleton
 from reportgen.options import LAYER_TABLE_SIZE
-from reportgen.report.formatting import format_pair
 
 
 def conv_table(model: str, size: int = LAYER_TABLE_SIZE,

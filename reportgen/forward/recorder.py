@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reportgen.forward.capture import ActivationPicture, Capture, ImageActivation
 from reportgen.forward.features import FeatureSpec, FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvSpec, record_name
 from reportgen.forward.stats import activation_stats, rounded
@@ -30,9 +31,8 @@ from reportgen.pictures.grids import (
     shrink_to_cap,
     tile,
 )
-from reportgen.pictures.pngio import PngWriter
+from reportgen.pictures.pngio import IMAGE_DIR, PngWriter
 from reportgen.pictures.ranges import dataset_range, picture_range, to_uint8
-from reportgen.report.model import IMAGE_DIR, ActivationPicture, Capture, ImageActivation
 
 
 def slugify(name: str, taken: set[str]) -> str:

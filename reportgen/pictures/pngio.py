@@ -29,6 +29,9 @@ import numpy as np
 
 from reportgen.options import DEFAULT_COMPRESS_LEVEL
 
+#: Folder of the site's pictures, relative to the site.
+IMAGE_DIR = "img"
+
 PILLOW_FROM_LEVEL = 6
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> grey, grey+alpha, RGB, RGBA

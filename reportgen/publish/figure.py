@@ -27,6 +27,7 @@ from torch import nn
 
 from reportgen import __version__
 from reportgen.errors import ReportError
+from reportgen.files import atomic_write
 from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.features import FeatureView, read_feature_map
 from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
@@ -46,7 +47,6 @@ from reportgen.options import (
 )
 from reportgen.pictures.colormaps import colormap
 from reportgen.pictures.ranges import picture_range
-from reportgen.publish.staging import atomic_write
 from reportgen.report import manifest as manifests
 from reportgen.report.stamp import source_date
 

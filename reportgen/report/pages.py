@@ -16,8 +16,8 @@ from typing import Any
 
 import jinja2
 
+from reportgen.formatting import format_number, format_pair
 from reportgen.report import views
-from reportgen.report.formatting import format_number, format_pair
 from reportgen.report.model import CHANNEL_ADDRESS, IMAGE_DIR, INPUT_PNG, ReportRecord
 from reportgen.report.reproduce import reproduction
 
