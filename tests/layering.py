@@ -6,6 +6,9 @@ offending import, on an import of a higher layer, an import between two packages
 layer, or an import cycle among modules. Function-level and ``TYPE_CHECKING`` imports count:
 they are dependencies all the same.
 
+A module's private names (a leading underscore) are its own: importing one from another
+module fails too (make it public, with a docstring, where two modules need it).
+
 The order follows what a build does (inputs -> forward -> pictures -> analyses -> report ->
 publish), with one deliberate difference: ``pictures`` is pure array-to-picture code that
 knows nothing of models, and the forward pass's recorder draws each layer's grid while the
@@ -65,15 +68,16 @@ def modules(root: Path) -> dict[str, Path]:
     return found
 
 
-def imports(module: str, path: Path, known: Iterable[str]) -> Iterator[tuple[str, int]]:
-    """(imported module of the package, line) for each import in one file."""
+def imports(module: str, path: Path, known: Iterable[str]) -> Iterator[tuple[str, int, str]]:
+    """(imported module of the package, line, name) for each import in one file (the name
+    imported from it, or "" for a plain ``import``)."""
     known = set(known)
     is_package = path.name == "__init__.py"
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == PACKAGE:
-                    yield alias.name, node.lineno
+                    yield alias.name, node.lineno, ""
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from the module's own package upwards
@@ -85,15 +89,16 @@ def imports(module: str, path: Path, known: Iterable[str]) -> Iterator[tuple[str
             for alias in node.names:
                 name = f"{base}.{alias.name}"
                 if name in known:
-                    yield name, node.lineno  # a submodule
+                    yield name, node.lineno, ""  # a submodule
                 elif base == PACKAGE and alias.name == "__version__":
-                    yield "reportgen.__version__", node.lineno  # a constant, not the API
+                    yield "reportgen.__version__", node.lineno, ""  # a constant, not the API
                 else:
-                    yield base, node.lineno
+                    yield base, node.lineno, alias.name
 
 
 def problems(root: Path) -> list[str]:
-    """One line per import that breaks the order, and one per import cycle."""
+    """One line per import that breaks the order or takes a private name, and one per import
+    cycle."""
     found = modules(root)
     graph: dict[str, set[str]] = {module: set() for module in found}
     lines = []
@@ -105,9 +110,12 @@ def problems(root: Path) -> list[str]:
         except LookupError as error:
             lines.append(f"{where}: {error}")
             continue
-        for target, line in imports(module, path, found):
+        for target, line, name in imports(module, path, found):
             if target == module:
                 continue
+            if name.startswith("_") and not name.startswith("__"):
+                lines.append(f"{where}:{line}: {module} imports {name}, a private name of "
+                             f"{target}")
             if target in found:
                 graph[module].add(target)
             try:

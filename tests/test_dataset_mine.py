@@ -167,7 +167,7 @@ def test_no_decodable_image_fails_with_the_reason(model: nn.Module, files: Datas
 
 
 def test_unknown_layer_is_a_report_error(model: nn.Module, files: DatasetFiles) -> None:
-    with pytest.raises(ReportError, match="No conv layer named fc"):
+    with pytest.raises(ReportError, match="'fc' is not a conv layer of"):
         mine(model, files, PRE, MineOptions(("fc",)), progress=False)
 
 

@@ -32,7 +32,7 @@ from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
 from reportgen.dataset.topk import MAX_IMAGES
 from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
-from reportgen.forward.hooks import ConvHooks, conv_layers
+from reportgen.forward.hooks import ConvHooks, conv_layers, named_convs
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.progress import bar as progress_bar
@@ -116,11 +116,8 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     GPU).
     """
     started = time.perf_counter()
-    _check_options(options, len(files))
-    chosen = _chosen_layers(model, options.layers)
-    order = list(range(len(files)) if indices is None else indices)
-    if not order:
-        raise ReportError("The dataset selection is empty; there are no images to run.")
+    plan = RunPlan.of(model, files, options, indices)
+    chosen, order = plan.layers, plan.order
     torch_device = parse_device(device)
     decode = chosen_decode(decode, torch_device)
     fingerprint = ""
@@ -180,25 +177,33 @@ def _batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequenc
     return batches(files, preprocessing, indices, batch_size=batch_size, workers=workers)
 
 
-def _check_options(options: MineOptions, files: int) -> None:
-    if options.k < 1:
-        raise ReportError(f"--top-k must be at least 1, not {options.k}.")
-    if options.sample_size < 1:
-        raise ReportError(f"The quantile sample size must be at least 1, not "
-                          f"{options.sample_size}.")
-    if files > MAX_IMAGES:
-        raise ReportError(f"A dataset run handles at most {MAX_IMAGES:,} images, not {files:,}.")
+@dataclass(frozen=True)
+class RunPlan:
+    """What a dataset pass will run, checked before it starts: the same for every engine
+    (the local one here, :mod:`reportgen.dataset.ray_engine`), so both refuse the same input
+    with the same line."""
 
+    layers: list[str]  # conv module paths, in forward order unless the options chose some
+    order: list[int]  # the files' global indices, in the order they are run
 
-def _chosen_layers(model: nn.Module, wanted: Sequence[str] | None) -> list[str]:
-    names = [name for name, _ in conv_layers(model)]
-    if not names:
-        raise ReportError(f"{type(model).__name__} has no Conv2d layer, so there is nothing to "
-                          "mine.")
-    if wanted is None:
-        return names
-    unknown = [name for name in wanted if name not in names]
-    if unknown:
-        raise ReportError(f"No conv layer named {', '.join(unknown)}; conv layers are "
-                          f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}.")
-    return list(wanted)
+    @classmethod
+    def of(cls, model: nn.Module, files: DatasetFiles, options: MineOptions,
+           indices: Sequence[int] | None = None) -> RunPlan:
+        if options.k < 1:
+            raise ReportError(f"--top-k must be at least 1, not {options.k}.")
+        if options.sample_size < 1:
+            raise ReportError(f"The quantile sample size must be at least 1, not "
+                              f"{options.sample_size}.")
+        if len(files) > MAX_IMAGES:
+            raise ReportError(f"A dataset run handles at most {MAX_IMAGES:,} images, not "
+                              f"{len(files):,}.")
+        names = [name for name, _ in conv_layers(model)]
+        if not names:
+            raise ReportError(f"{type(model).__name__} has no Conv2d layer, so there is "
+                              "nothing to mine.")
+        layers = names if options.layers is None else list(options.layers)
+        named_convs(model, layers)
+        order = list(range(len(files)) if indices is None else indices)
+        if not order:
+            raise ReportError("The dataset selection is empty; there are no images to run.")
+        return cls(layers, order)

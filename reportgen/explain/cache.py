@@ -28,6 +28,7 @@ from reportgen.explain.featurevis import (
     DEFAULT_SIZE,
     DEFAULT_STEPS,
     FeatureVisSettings,
+    PreparedLayer,
     Progress,
     Visualisation,
     visualise_with,
@@ -103,10 +104,11 @@ def visualise_cached(module: nn.Module, layer: str, channels: Sequence[int], *,
                      steps: int = DEFAULT_STEPS, size: int = DEFAULT_SIZE,
                      lr: float = DEFAULT_LR, seed: int = 0, rectify: bool = False,
                      batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device = "cpu",
-                     threads: int | None = None,
-                     progress: Progress | None = None) -> list[Visualisation]:
+                     threads: int | None = None, progress: Progress | None = None,
+                     prepared: PreparedLayer | None = None) -> list[Visualisation]:
     """:func:`~reportgen.explain.featurevis.visualise`, computing only the channels the cache
-    lacks (all of them with ``use_cache=False``) and storing what it computed."""
+    lacks (all of them with ``use_cache=False``) and storing what it computed; ``prepared``
+    as for :func:`~reportgen.explain.featurevis.visualise_with`."""
     settings = FeatureVisSettings.of(preprocessing, steps=steps, size=size, lr=lr, seed=seed,
                                      rectify=rectify)
     cache = FeatureVisCache(cache_dir)
@@ -120,7 +122,8 @@ def visualise_cached(module: nn.Module, layer: str, channels: Sequence[int], *,
     missing = [c for c in dict.fromkeys(int(c) for c in channels) if c not in found]
     if missing:
         for made in visualise_with(module, layer, missing, settings, batch_size=batch_size,
-                                   device=device, threads=threads, progress=progress):
+                                   device=device, threads=threads, progress=progress,
+                                   prepared=prepared):
             cache.put(model_id, made, settings)
             found[made.channel] = made
     return [found[int(c)] for c in channels]

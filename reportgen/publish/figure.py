@@ -30,7 +30,7 @@ from reportgen.errors import ReportError
 from reportgen.files import atomic_write
 from reportgen.forward.device import moved_to, parse_device
 from reportgen.forward.features import FeatureView, read_feature_map
-from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
+from reportgen.forward.hooks import ConvHooks, conv_layers, parse_record_name, record_name
 from reportgen.forward.stats import activation_stats, rank_channels
 from reportgen.inputs.images import SourceImage, load_image
 from reportgen.inputs.modelinput import input_channels
@@ -204,7 +204,7 @@ def make_figure(output: str | os.PathLike[str], select: Sequence[str | Selection
     figure = Figure(target, kind, inches, 0.0, dpi, normalize, panels)
     per_panel = PANEL_INCHES + (SMALL_BAR_IN if normalize != "layer" else 0.0)
     _draw(figure, drawn_with, columns or max(1, round(inches / per_panel)),
-          _shown(shown_options.rectify, all(panel.layer.partition("@")[0] in convs
+          _shown(shown_options.rectify, all(parse_record_name(panel.layer)[0] in convs
                                             for panel in panels)), loaded.name)
     log.debug("Wrote %s (%.2f x %.2f in, %s bytes)", target, figure.width, figure.height,
               f"{figure.size:,}")
@@ -285,9 +285,8 @@ def capture(module: nn.Module, batch: torch.Tensor, selections: Sequence[Selecti
     others = {name for name, sub in module.named_modules() if name} - set(names)
     wanted: dict[str, str] = {}
     for selection in selections:
-        module_name, _, call = selection.layer.partition("@")
-        known = module_name in names or module_name in others
-        if not known or (call and not (call.isdigit() and int(call) >= 2)):
+        module_name = parse_record_name(selection.layer)[0]
+        if module_name not in names and module_name not in others:
             close = difflib.get_close_matches(selection.layer, names, n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else (
                 "the layers are " + ", ".join(names[:8]) +
