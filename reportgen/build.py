@@ -123,7 +123,7 @@ class _Stopwatch:
 
 def build_report(model: str | nn.Module = DEFAULT_MODEL,
                  weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
-                 image: Any = DEFAULT_IMAGE, site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR,
+                 image: Any = None, site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR,
                  options: BuildOptions | None = None, *, command: str | None = None,
                  progress: Callable[[str], None] | None = None, show_progress: bool = False,
                  **overrides: Any) -> Report:
@@ -135,7 +135,9 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     ``weights`` is ``"DEFAULT"``, ``"none"``, a weights enum name such as ``"IMAGENET1K_V1"`` or
     a checkpoint path; ``image`` is an skimage sample name, a file path, a PIL image, an array
     or a tensor, or a list of up to 16 of them, shown side by side on one shared range (with
-    ``preprocess=False``: tensors that are the model's input, used exactly as given). How
+    ``preprocess=False``: tensors that are the model's input, used exactly as given); None
+    (the default) is the first dataset image with ``dataset``, as the CLI without ``-i``,
+    else skimage's astronaut. How
     to build is a :class:`~reportgen.options.BuildOptions`, or its fields as keywords
     (``layers="features.*", cmap="magma", self_contained=True``, ...), which override
     ``options``. ``command`` is the command line that asked for this build, for the manifest.
@@ -150,7 +152,7 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     torch_device = parse_device(chosen_options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
     if image is None and chosen_options.dataset is None:
-        raise ReportError("No image was given; pass an image, or --dataset to use its first.")
+        image = DEFAULT_IMAGE
     givens = ([read_input(item, chosen_options.preprocess) for item in _images(image)]
               if image is not None else [])
     files = dataset_files(chosen_options)

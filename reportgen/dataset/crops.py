@@ -153,6 +153,7 @@ def _plan(result: MineResult, fields: dict[str, ReceptiveField],
             continue
         slug = slugify(name, taken)
         crops = layers[name] = LayerCrops(name, fields[name])
+        examples = state.all_examples()
         for channel in range(state.channels):
             row = channel % SHEET_CHANNELS
             if row == 0:
@@ -162,7 +163,7 @@ def _plan(result: MineResult, fields: dict[str, ReceptiveField],
                 crops.sheets.append(sheets[-1].path)
                 crops.sheet_sizes[sheets[-1].path] = (state.top.k * crop_size, rows * crop_size)
             found = []
-            for rank, example in enumerate(state.examples(channel)):
+            for rank, example in enumerate(examples[channel]):
                 left, top = rank * crop_size, row * crop_size
                 slots.append(_Slot(len(sheets) - 1, example.image, example.y, example.x,
                                    left, top, fields[name]))

@@ -42,6 +42,7 @@ class _Seen:
     module: str
     map_size: tuple[int, int]
     scores: torch.Tensor  # (B, C) float32
+    keys: torch.Tensor  # (B, C) int64, the top-k keys of the scores (made once per batch)
     images: torch.Tensor  # (n,) batch rows whose position was found
     channels: torch.Tensor  # (n,) layer channels
     positions: torch.Tensor  # (n,) flat positions
@@ -117,18 +118,18 @@ class Miner:
         # all of them, later those whose key beats the channel's k-th best so far (keys, not
         # scores, so that a dead channel's equal maxima do not all qualify again and again).
         # Also keeping only the batch's own k best per channel cost more than it saved.
+        keys = sort_keys(scores, self._images[:, None])
         slot = self.slots.get(recorded)
         if slot is None or self.combined is None:
             rows, channels = torch.ones_like(scores, dtype=torch.bool).nonzero(as_tuple=True)
         else:
-            keys = sort_keys(scores, self._images[:, None])
             rows, channels = (keys > self._threshold[slot.start:slot.stop]).nonzero(
                 as_tuple=True)
         positions = first_peaks(output, columns, peaks, rows, channels)
         if self.rectify:  # a rectified map whose maximum is <= 0 shows zeros: first is (0, 0)
             positions = torch.where(raw[rows, channels] > 0, positions, 0)
         self._seen.append(_Seen(recorded, name, (int(output.shape[2]), int(output.shape[3])),
-                                scores, rows, channels, positions))
+                                scores, keys, rows, channels, positions))
 
     def _merge(self, priorities: np.ndarray) -> None:
         if self.combined is None:
@@ -150,7 +151,8 @@ class Miner:
                              for seen in self._seen])] = torch.cat(
             [seen.positions for seen in self._seen])
         self.combined.update(scores, self._indices, priorities,
-                             lambda rows, channels: positions[rows, channels])
+                             lambda rows, channels: positions[rows, channels],
+                             keys=torch.cat([seen.keys for seen in self._seen], dim=1))
         self._seen = []
 
 

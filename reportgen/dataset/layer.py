@@ -67,9 +67,10 @@ class LayerState:
                    QuantileSample.empty(channels, sample_size, device))
 
     def update(self, scores: torch.Tensor, images: torch.Tensor, priorities: np.ndarray,
-               locate: Locate) -> None:
-        """Add one batch: (B, C) spatial maxima of the images with global indices ``images``."""
-        self.top = self.top.update(scores, images.to(scores.device), locate)
+               locate: Locate, keys: torch.Tensor | None = None) -> None:
+        """Add one batch: (B, C) spatial maxima of the images with global indices ``images``
+        (``keys``: their top-k keys, when the caller has made them already)."""
+        self.top = self.top.update(scores, images.to(scores.device), locate, keys)
         self.stats.update(scores)
         self.sample.update(priorities, images.cpu().numpy(), scores)
 
@@ -138,15 +139,21 @@ class LayerState:
 
     def examples(self, channel: int) -> list[Example]:
         """The channel's top images, best first (fewer than k when the dataset is small)."""
-        keys = self.top.keys[channel].cpu()
-        positions = self.top.positions[channel].cpu().tolist()
+        return self.all_examples([channel])[0]
+
+    def all_examples(self, channels: Sequence[int] | None = None) -> list[list[Example]]:
+        """:meth:`examples` of every channel (or of ``channels``), decoded from the keys in
+        one go: per channel, that was a few tensor operations each for 17,056 channels."""
+        keys, positions = self.top.keys.cpu(), self.top.positions.cpu()
+        if channels is not None:
+            keys, positions = keys[list(channels)], positions[list(channels)]
         width = self.map_size[1]
-        found = []
-        for image, score, position in zip(key_images(keys).tolist(),
-                                          key_scores(keys).tolist(), positions, strict=False):
-            if image >= 0:
-                found.append(Example(image, score, position // width, position % width))
-        return found
+        return [[Example(image, score, position // width, position % width)
+                 for image, score, position in zip(images, scores, places, strict=True)
+                 if image >= 0]
+                for images, scores, places in zip(key_images(keys).tolist(),
+                                                  key_scores(keys).tolist(),
+                                                  positions.tolist(), strict=True)]
 
     def quantiles(self, levels: Sequence[float] = QUANTILES) -> torch.Tensor:
         """(len(levels), C) float64: see :mod:`reportgen.dataset.stats` for the error bound."""
@@ -167,14 +174,28 @@ class LayerState:
         it) or when the sample holds every image; otherwise from the sample, within the
         rank error of :func:`reportgen.dataset.stats.rank_error`.
         """
+        return self.percentiles([value], [channel])[0]
+
+    def percentiles(self, values: Sequence[float],
+                    channels: Sequence[int] | None = None) -> list[float]:
+        """:meth:`percentile` of each channel (or of ``channels``) at its value, in one go."""
         count = self.stats.count
         if not count:
-            return math.nan
-        scores = key_scores(self.top.keys[channel].cpu())
-        known = scores[key_images(self.top.keys[channel].cpu()) >= 0]
-        if len(known) == count or (len(known) == self.top.k and value > float(known[-1])):
-            return 100.0 * (count - int((known >= value).sum())) / count
-        return 100.0 * self.sample.share_below(channel, value)
+            return [math.nan] * len(values)
+        keys = self.top.keys.cpu()
+        if channels is not None:
+            keys = keys[list(channels)]
+        scores, known = key_scores(keys), key_images(keys) >= 0
+        # As a Python number is compared with a float32 tensor: in float32 (the k-th best
+        # score below is compared in float64, as a Python float).
+        above = ((scores >= torch.tensor(values, dtype=scores.dtype)[:, None]) & known).sum(
+            dim=1).tolist()
+        found, last = known.sum(dim=1).tolist(), scores[:, -1].tolist()
+        sampled = self.sample.shares_below(values, channels)
+        return [100.0 * (count - hits) / count
+                if many == count or (many == self.top.k and value > kth) else 100.0 * share
+                for value, many, hits, kth, share in zip(values, found, above, last, sampled,
+                                                         strict=True)]
 
     def to_state(self) -> dict[str, Any]:
         """Plain tensors and numbers, for ``torch.save`` / ``torch.load(weights_only=True)``."""

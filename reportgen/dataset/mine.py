@@ -38,7 +38,9 @@ from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.progress import bar as progress_bar
 
 DEFAULT_K = 9
-DEFAULT_CHECKPOINT_EVERY = 256
+#: Seconds of work a Ctrl-C can lose. A count of files is minutes on a CPU and a fraction of
+#: a second on a GPU; elapsed time is the same promise on both.
+DEFAULT_CHECKPOINT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,18 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
          options: MineOptions = MineOptions(), *, batch_size: int = 32, workers: int = 0,
          device: str | torch.device = "cpu", indices: Sequence[int] | None = None,
          state_file: Path | None = None, resume: bool = True,
-         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, model_id: str | None = None,
+         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+         checkpoint_every: int | None = None, model_id: str | None = None,
          progress: bool | None = None, decode: str = "cpu",
          on_batch: Callable[[MineProgress], None] | None = None) -> MineResult:
     """Run the model over ``files`` once and keep, per channel, its top-k images and stats.
 
     ``indices`` restricts the run to some files (global indices are kept, so partial results
     of disjoint index sets merge with :meth:`LayerState.merge`). With ``state_file``, the
-    run saves itself every ``checkpoint_every`` files and, with ``resume``, continues a
-    saved run of the same fingerprint; ``model_id`` names the weights so they need not be
+    run saves itself after the first batch that ends ``checkpoint_seconds`` after the last
+    save (or the start), or every ``checkpoint_every`` files when that is given (the same
+    checkpoints on any machine, for tests), and, with ``resume``, continues a saved run of
+    the same fingerprint; ``model_id`` names the weights so they need not be
     hashed. ``progress`` draws a tqdm bar on stderr (default: only when stderr is a TTY).
     Undecodable files are skipped; the run fails only when none decodes. ``decode`` is
     ``"cpu"`` (each file decoded in a DataLoader worker), ``"device"`` (JPEGs decoded in
@@ -138,7 +143,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     try:
         with moved_to(model, torch_device), ConvHooks(model, miner, chosen):
             model.eval()
-            last_saved = run.done
+            last_saved, saved_at = run.done, time.monotonic()
             for batch in _batches(files, preprocessing, order[run.done:], batch_size, workers,
                                   decode, torch_device):
                 miner.run(model, batch, files)
@@ -146,10 +151,12 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
                 run.done += batch.count
                 count += 1
                 bar.update(batch.count)
-                if state_file is not None and (run.done - last_saved >= checkpoint_every):
+                due = (run.done - last_saved >= checkpoint_every if checkpoint_every
+                       else time.monotonic() - saved_at >= checkpoint_seconds)
+                if state_file is not None and due:
                     run.layers = miner.states()
                     save_state(state_file, run)
-                    last_saved = run.done
+                    last_saved, saved_at = run.done, time.monotonic()
                 if on_batch is not None:
                     on_batch(MineProgress(run.done, len(order), run.done - len(run.skipped),
                                           len(run.skipped), count))

@@ -136,8 +136,7 @@ def dataset_layers(run: DatasetRun, captures: list[Capture], site: Path, writer:
                    for channel in layer_crops.examples]
         (site / path).write_text(json.dumps(entries, sort_keys=True, separators=(",", ":"))
                                  + "\n", encoding="utf-8")
-        percentile = [round(state.percentile(channel, value), 2)
-                      for channel, value in enumerate(capture.stats.channel_max)]
+        percentile = [round(share, 2) for share in state.percentiles(capture.stats.channel_max)]
         layers[capture.name] = LayerDataset(path, layer_crops.examples, state.summaries(),
                                             percentile, layer_crops.receptive_field,
                                             layer_crops.sheet_sizes)

@@ -161,7 +161,17 @@ class QuantileSample:
 
     def share_below(self, channel: int, value: float) -> float:
         """The fraction of sampled images whose score in ``channel`` is below ``value``."""
+        return self.shares_below([value], [channel])[0]
+
+    def shares_below(self, values: Sequence[float],
+                     channels: Sequence[int] | None = None) -> list[float]:
+        """:meth:`share_below` of every channel (or of ``channels``) at its own value, in one
+        comparison (the values in the scores' dtype, as a Python number is compared)."""
         if not self.size:
-            return math.nan
-        column = self.scores[:self.size, channel]
-        return float((column < value).sum()) / self.size
+            return [math.nan] * len(values)
+        columns = self.scores[:self.size]
+        if channels is not None:
+            columns = columns[:, list(channels)]
+        limits = torch.tensor(values, dtype=columns.dtype)
+        below = (columns.cpu() < limits).sum(dim=0).tolist()
+        return [float(count) / self.size for count in below]

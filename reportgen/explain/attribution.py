@@ -15,11 +15,9 @@ the same total size, arrive together at the end. Where BatchNorm follows a conv,
 keeps that output for the backward anyway, so keeping it costs nothing extra; where an
 in-place activation follows (VGG's ``ReLU(inplace=True)``) the activation gets a copy, one
 extra layer's worth. MobileNetV2 at 224x224, all 52 convs: 6,678,112 values, 25.5 MiB of
-activations and as much of gradients. Measured (benchmarks/explain_bench.py), peak RSS
-above the start: 74.7 MiB for :func:`attribute`, 74.1 MiB for a bare forward pass with
-autograd, 9.7 MiB for the report's inference-mode forward pass. Time, medians on the 2
-shared cores: 65 ms for :func:`attribute` against 16 ms for the inference-mode forward pass
-(two threads, quiet machine; 4x), 128 ms against 24 ms (one thread, load average 4).
+activations and as much of gradients. ``benchmarks/explain_bench.py attribution`` measures
+its memory and time against the report's forward pass; the figures are in the README
+(Performance).
 
 Gathering is one step (:func:`gather`: the target's score, every layer's output and its
 gradient) and each method is plain arithmetic on what it gathered (:func:`grad_cam`,

@@ -6,13 +6,8 @@ one batch (one image per channel, the loss is the sum of each image's own channe
 the forward pass stops at the layer (:mod:`.tap`), so a mid-network layer costs a fraction
 of the whole network per step.
 
-Cost (benchmarks/explain_bench.py, 2 CPU cores shared with other work): 16 channels of
-MobileNetV2 ``features.10.conv.1.0`` at the defaults (512 steps, 128 px, input 224) took
-13.5 s per channel with one torch thread (load average 3.6-4.2 from other work) and 40 s
-with two threads in the same conditions: every parallel region waits for a thread whose core
-is busy elsewhere. On a quiet machine a step cost 12 ms per image with two threads (6 s per
-channel) and 22 ms with one. Batches of 4 beat 16 per image (activations that fit the cache),
-and folding BatchNorm saved 20-37 % of each step.
+``benchmarks/explain_bench.py featurevis`` measures the cost; its figures (per channel, per
+thread count, batch sizes, what folding BatchNorm saves) are in the README (Performance).
 """
 from __future__ import annotations
 
