@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reportgen.dataset.stats import ChannelStats, QuantileSample
+from reportgen.dataset.stats import ChannelStats, QuantileSample, picked
 from reportgen.dataset.topk import Locate, TopK, key_images, key_scores
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -139,14 +139,13 @@ class LayerState:
 
     def examples(self, channel: int) -> list[Example]:
         """The channel's top images, best first (fewer than k when the dataset is small)."""
-        return self.all_examples([channel])[0]
+        return self.all_examples(range(channel, channel + 1))[0]
 
     def all_examples(self, channels: Sequence[int] | None = None) -> list[list[Example]]:
         """:meth:`examples` of every channel (or of ``channels``), decoded from the keys in
         one go: per channel, that was a few tensor operations each for 17,056 channels."""
-        keys, positions = self.top.keys.cpu(), self.top.positions.cpu()
-        if channels is not None:
-            keys, positions = keys[list(channels)], positions[list(channels)]
+        rows = picked(channels)
+        keys, positions = self.top.keys.cpu()[rows], self.top.positions.cpu()[rows]
         width = self.map_size[1]
         return [[Example(image, score, position // width, position % width)
                  for image, score, position in zip(images, scores, places, strict=True)
@@ -174,7 +173,7 @@ class LayerState:
         it) or when the sample holds every image; otherwise from the sample, within the
         rank error of :func:`reportgen.dataset.stats.rank_error`.
         """
-        return self.percentiles([value], [channel])[0]
+        return self.percentiles([value], range(channel, channel + 1))[0]
 
     def percentiles(self, values: Sequence[float],
                     channels: Sequence[int] | None = None) -> list[float]:
@@ -182,9 +181,7 @@ class LayerState:
         count = self.stats.count
         if not count:
             return [math.nan] * len(values)
-        keys = self.top.keys.cpu()
-        if channels is not None:
-            keys = keys[list(channels)]
+        keys = self.top.keys.cpu()[picked(channels)]
         scores, known = key_scores(keys), key_images(keys) >= 0
         # As a Python number is compared with a float32 tensor: in float32 (the k-th best
         # score below is compared in float64, as a Python float).
