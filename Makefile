@@ -1,7 +1,7 @@
 # Two entry points, both safe on a fresh clone of a 2-core, no-GPU machine:
 #   make site   builds the default report into site/ (offline: MobileNetV2 + packaged weights)
 #   make test   runs the whole test suite (headless Chromium included)
-# and make lint (ruff, mypy), which .ci/run runs before the tests.
+# and make lint (ruff, mypy, the import layers), which .ci/run runs before the tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -47,6 +47,9 @@ test: install browser
 lint: install
 	$(VENV)/bin/ruff check reportgen tests benchmarks
 	$(VENV)/bin/mypy
+	# Imports point one way (base, inputs/pictures, forward, analyses, report, publish, app)
+	# and form no cycle; the layers and why are in the script.
+	$(PY) tests/layering.py
 
 clean:
 	rm -rf site .pytest_cache .hypothesis test-artifacts

@@ -11,7 +11,8 @@ MobileNetV2 with its offline ImageNet weights, coffee at 224x224. Timings are wa
 medians of alternating runs, with the load average, since other work on the machine slows
 everything down. Peak memory is measured in a fresh subprocess per mode: glibc is told to
 give large blocks back to the system at once, the op runs once to warm up, the kernel's peak
-RSS (VmHWM) is reset, and the op's peak above the RSS it started from is reported.
+RSS (VmHWM) is reset, and the op's peak above the RSS it started from is reported. The
+figures measured so far are in the README (Performance), not in the modules' docstrings.
 """
 from __future__ import annotations
 

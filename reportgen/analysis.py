@@ -23,11 +23,10 @@ from torch import nn
 from reportgen.options import BuildOptions
 
 if TYPE_CHECKING:
-    from reportgen.dataset.report import DatasetRun
+    from reportgen.forward.capture import Capture
     from reportgen.inputs.modelinput import AsGiven
     from reportgen.inputs.preprocess import Preprocessing
     from reportgen.pictures.pngio import PngWriter
-    from reportgen.report.model import Capture
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,10 @@ class LayerContext:
     preprocessing: Preprocessing | AsGiven
     batch: torch.Tensor  # the report's inputs, as the model took them
     captures: list[Capture]  # every captured layer, in forward order
-    dataset: DatasetRun | None  # the dataset pass, with --dataset
+    #: The dataset pass (a reportgen.dataset.report.DatasetRun), with --dataset: it runs
+    #: before the report's own pass, as it may give the report its image and ranges. Typed
+    #: by the analysis that reads it, as this module sits below the analyses.
+    dataset: object | None
     site: Path  # the staged site folder
     writer: PngWriter
     say: Callable[[str], None]

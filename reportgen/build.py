@@ -27,7 +27,6 @@ from reportgen.errors import ReportError
 from reportgen.explain.report import Attribution, FeatureVisualisation
 from reportgen.forward.device import core_left_for_png, parse_device, placed
 from reportgen.forward.hooks import conv_layers
-from reportgen.forward.predictions import category_notes, predictions
 from reportgen.forward.run import ForwardPass, run_forward
 from reportgen.forward.selection import choose_layers
 from reportgen.inputs.images import SourceImage
@@ -54,11 +53,11 @@ from reportgen.options import (
     BuildOptions,
 )
 from reportgen.pictures.colormaps import colormap_lut
-from reportgen.pictures.filters import filter_pictures
 from reportgen.pictures.pngio import PngWriter
 from reportgen.progress import stage
 from reportgen.publish.staging import check_target, staged_folder
 from reportgen.report import manifest as manifests
+from reportgen.report.filters import filter_pictures
 from reportgen.report.model import (
     MAX_IMAGES,
     InputRecord,
@@ -69,6 +68,7 @@ from reportgen.report.model import (
     count_layers,
 )
 from reportgen.report.pages import write_pages
+from reportgen.report.predictions import category_notes, predictions
 from reportgen.report.stamp import build_time
 from reportgen.sitelayout import INDEX, input_png
 
@@ -124,7 +124,7 @@ ANALYSES: tuple[Analysis, ...] = (DatasetExamples(), Attribution(), FeatureVisua
 
 def build_report(model: str | nn.Module = DEFAULT_MODEL,
                  weights: str | os.PathLike[str] | None = DEFAULT_WEIGHTS,
-                 image: Any = DEFAULT_IMAGE, site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR,
+                 image: Any = None, site_dir: str | os.PathLike[str] = DEFAULT_SITE_DIR,
                  options: BuildOptions | None = None, *, command: str | None = None,
                  progress: Callable[[str], None] | None = None, show_progress: bool = False,
                  **overrides: Any) -> Report:
@@ -135,7 +135,8 @@ def build_report(model: str | nn.Module = DEFAULT_MODEL,
     ``nn.Module``. ``weights``: ``"DEFAULT"``, ``"none"``, a weights enum name such as
     ``"IMAGENET1K_V1"`` or a checkpoint path. ``image``: an skimage sample name, a file path, a
     PIL image, an array or a tensor, or a list of up to 16 of them on one shared range (with
-    ``preprocess=False``: the model's input tensors, used as given). ``options`` (a
+    ``preprocess=False``: the model's input tensors, used as given); None: the first dataset
+    image with ``dataset``, else skimage's astronaut. ``options`` (a
     :class:`~reportgen.options.BuildOptions`) and its fields as keywords say how to build.
     ``command``: the command line, for the manifest; ``progress`` receives one-line messages;
     ``show_progress`` draws bars on stderr (after two seconds, only on a terminal).
@@ -222,7 +223,7 @@ def _plan(model: str | nn.Module, image: Any, site_dir: str | os.PathLike[str],
     device = parse_device(options.device)
     target = check_target(Path(site_dir))  # a refused folder fails before any heavy work
     if image is None and options.dataset is None:
-        raise ReportError("No image was given; pass an image, or --dataset to use its first.")
+        image = DEFAULT_IMAGE
     givens = ([read_input(item, options.preprocess) for item in _images(image)]
               if image is not None else [])
     files = dataset_files(options)

@@ -2,6 +2,7 @@
 linear head, and all layers from one forward and one backward pass."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,15 @@ from torch import nn
 
 from conftest import TinyNet, hooks_left, needs_offline_weights
 from reportgen.errors import ReportError
-from reportgen.explain.attribution import attribute, cam_to_uint16, resize_cam, save_cam_png
+from reportgen.explain.attribution import (
+    attribute,
+    cam_to_uint16,
+    contributions,
+    gather,
+    grad_cam,
+    resize_cam,
+    save_cam_png,
+)
 
 ESPRESSO = 967
 
@@ -160,6 +169,44 @@ def test_class_by_label_index_or_top1_and_bad_requests() -> None:
     with pytest.raises(ReportError, match="not a conv layer"):
         attribute(model, x, layers=["head"])
     assert attribute(model, x, layers=[]).layers == []  # the class alone, no backward needed
+
+
+def test_one_gathering_step_and_each_method_is_arithmetic_on_it() -> None:
+    """gather's A and dS/dA agree with plain hooks and autograd, and Grad-CAM and the
+    contributions are computed from them alone (numpy here, torch there)."""
+    torch.manual_seed(0)
+    model = TinyNet(classes=4).eval()
+    x = torch.randn(1, 3, 16, 16)
+    found = gather(model, x, layers=["body.3", "shared"], target=1)
+    plain = copy.deepcopy(model)  # the reference: no in-place ReLU overwrites an output
+    for module in plain.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    outputs: dict[str, list[torch.Tensor]] = {"body.3": [], "shared": []}
+    for name in outputs:
+        plain.get_submodule(name).register_forward_hook(
+            lambda module, inputs, output, name=name: outputs[name].append(output))
+    score = plain(x)[0, 1]
+    reference = torch.autograd.grad(score, [outputs["body.3"][0], *outputs["shared"]])
+    for entry, output in (zip(found.layers, [outputs["body.3"][0], *outputs["shared"]],
+                              strict=True)):
+        assert torch.allclose(entry.activation, output[0].detach(), atol=1e-6)
+    for entry, grad in zip(found.layers, reference, strict=True):
+        assert torch.allclose(entry.gradient, grad[0], atol=1e-6)
+    assert [entry.layer for entry in found.layers] == ["body.3", "shared", "shared@2"]
+    assert (found.class_index, found.class_label) == (1, "class 1")
+    assert found.score == pytest.approx(float(score.detach()))
+    whole = attribute(model, x, layers=["body.3", "shared"], target=1)
+    for entry, result in zip(found.layers, whole.layers, strict=True):
+        a, g = entry.activation.numpy(), entry.gradient.numpy()
+        weights = g.mean(axis=(1, 2))
+        cam, torch_weights = grad_cam(entry.activation, entry.gradient)
+        assert np.allclose(cam.numpy(), np.maximum(np.einsum("c,chw->hw", weights, a), 0),
+                           atol=1e-6)
+        assert np.allclose(torch_weights.numpy(), weights, atol=1e-7)
+        assert np.allclose(contributions(entry.activation, entry.gradient).numpy(),
+                           (a * g).sum(axis=(1, 2)), atol=1e-6)
+        assert np.array_equal(result.cam, cam.numpy())
 
 
 def test_model_left_as_found_even_frozen_and_in_train_mode() -> None:

@@ -192,7 +192,7 @@ def test_no_decodable_image_fails_with_the_reason(model: nn.Module, files: Datas
 
 
 def test_unknown_layer_is_a_report_error(model: nn.Module, files: DatasetFiles) -> None:
-    with pytest.raises(ReportError, match="No conv layer named fc"):
+    with pytest.raises(ReportError, match="'fc' is not a conv layer of"):
         mine(model, files, PRE, MineOptions(("fc",)), progress=False)
 
 
@@ -267,6 +267,54 @@ def test_percentile_of_a_planted_channel() -> None:
     sampled = _planted_layer([float(i) for i in range(100)], k=5, sample=10)
     assert sampled.percentile(0, 97.5) == 98.0 and sampled.percentile(0, 99.5) == 100.0
     assert abs(sampled.percentile(0, 50.0) - 50.0) <= 100 * rank_error(10, 100, 0.01)
+
+
+def test_every_channel_at_once_agrees_with_a_count_and_with_one_channel() -> None:
+    """percentiles() and all_examples() do every channel in one go; each agrees with the
+    one-channel call and, where exact, with counting the scores below the value."""
+    generator = np.random.default_rng(3)
+    values = generator.normal(size=(60, 7)).astype(np.float32)
+    values[:, 2] = np.round(values[:, 2])  # ties
+    values[:, 5] = 0.0  # a dead channel
+    state = LayerState.new("planted", "planted", 7, (3, 4), k=4, sample_size=100)
+    state.update(torch.from_numpy(values), torch.arange(60),
+                 np.array([priority(f"{i}.png") for i in range(60)]),
+                 lambda rows, channels: (rows * 7 + channels) % 12)
+    asked = [float(v) for v in generator.normal(size=7)]
+    asked[2], asked[5] = 1.0, 0.0
+    shares = state.percentiles(asked)
+    for channel in range(7):
+        count = 100.0 * float((values[:, channel] < np.float32(asked[channel])).mean())
+        assert shares[channel] == pytest.approx(count, abs=1e-9)
+        assert state.percentile(channel, asked[channel]) == shares[channel]
+    assert state.percentiles([9.0, -9.0], [3, 1]) == [100.0, 0.0]
+    everything = state.all_examples()
+    assert everything == [state.examples(c) for c in range(7)]
+    assert state.all_examples([6, 0]) == [everything[6], everything[0]]
+    assert [e.image for e in everything[5]] == [0, 1, 2, 3]  # ties: the earlier file first
+    best = np.argsort(-values[:, 0], kind="stable")[:4]
+    assert [e.image for e in everything[0]] == best.tolist()
+    assert [e.score for e in everything[0]] == values[best, 0].tolist()
+    assert [(e.y, e.x) for e in everything[0]] == [divmod(i * 7 % 12, 4) for i in best]
+
+
+def test_top_k_keys_are_made_once_per_batch(model: nn.Module, files: DatasetFiles,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hooks make each layer's keys (they need them to pick the maps worth locating);
+    the batch's top-k merge reuses them rather than making them again."""
+    from reportgen.dataset import hooks, topk
+
+    made = {"hooks": 0, "topk": 0}
+    for module, name in ((hooks, "hooks"), (topk, "topk")):
+        monkeypatch.setattr(module, "sort_keys", lambda *args, real=module.sort_keys,
+                            name=name: made.__setitem__(name, made[name] + 1) or real(*args))
+    passes = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: passes.append(1))
+    try:
+        mine(model, files, PRE, MineOptions(LAYERS, k=K), batch_size=8, progress=False)
+    finally:
+        handle.remove()
+    assert passes and made == {"hooks": len(LAYERS) * len(passes), "topk": 0}
 
 
 def test_sample_quantiles_within_the_stated_error() -> None:

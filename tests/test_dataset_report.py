@@ -125,6 +125,18 @@ def test_without_an_image_the_first_dataset_image_is_shown(dataset, tmp_path):
             assert layer["channels"]["shown_low"][channel] == 0.0
 
 
+def test_the_library_without_an_image_shows_the_first_dataset_image_as_the_cli_does(
+        dataset, tmp_path):
+    """build_report(..., dataset=...) with no image: the dataset's first, not the astronaut;
+    without a dataset the astronaut stays the default picture."""
+    options = dict(size=SIZE, layers=LAYERS[:1], workers=0)
+    report = build_report(net(), None, site_dir=tmp_path / "s", dataset=dataset, top_k=2,
+                          limit=2, **options)
+    assert report.manifest["image"]["source"] == "face000.png"
+    assert build_report(net(), None, site_dir=tmp_path / "t", **options).manifest["image"][
+        "source"] == "astronaut"
+
+
 def test_decoding_on_the_device_gives_the_same_report(report, dataset, tmp_path):
     """--decode device (what --device cuda does by default), run on the CPU: the same files
     used and skipped, with the same reasons, and the same best examples up to near-ties

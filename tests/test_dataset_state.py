@@ -163,3 +163,20 @@ def test_a_device_decoded_run_resumes_only_as_one(model: nn.Module, files: Datas
                    decode="device", progress=False)
     assert resumed.resumed_from == 16
     _assert_identical(whole, resumed)
+
+
+def test_the_state_is_saved_by_elapsed_time(model: nn.Module, files: DatasetFiles,
+                                            uninterrupted: MineResult, tmp_path: Path) -> None:
+    """By default a checkpoint is due when ``checkpoint_seconds`` have passed since the last
+    one, whatever the number of files: no time means after every batch, a long time never."""
+    state = state_path(tmp_path / "site")
+    with pytest.raises(KeyboardInterrupt):
+        mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state,
+             checkpoint_seconds=3600, on_batch=_interrupt_after(4), progress=False)
+    assert not state.exists()  # 16 files, but not an hour
+    with pytest.raises(KeyboardInterrupt):
+        mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state,
+             checkpoint_seconds=0, on_batch=_interrupt_after(3), progress=False)
+    resumed = mine(model, files, PRE, OPTIONS, batch_size=4, state_file=state, progress=False)
+    assert resumed.resumed_from == 12  # saved after each of the 3 batches
+    _assert_identical(uninterrupted, resumed)

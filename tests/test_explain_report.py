@@ -129,6 +129,26 @@ def test_ctrl_c_in_feature_visualisation_resumes_from_the_finished_batches(tmp_p
         "0", "1", "2", "3", "4", "5"]
 
 
+def test_a_layer_is_traced_and_folded_once_for_all_its_batches(tmp_path, monkeypatch,
+                                                                tiny_net, gradient_image):
+    """Six channels are two CPU batches of one layer: one torch.fx trace, not two; and a
+    rebuild that finds every picture in the cache traces nothing."""
+    from reportgen.explain import featurevis
+
+    monkeypatch.setenv("REPORTGEN_CACHE_DIR", str(tmp_path / "cache"))  # no other test's
+    real = featurevis.fold_batchnorm
+    traced: list[str] = []
+    monkeypatch.setattr(featurevis, "fold_batchnorm",
+                        lambda module, keep: traced.append(*keep) or real(module, keep))
+    options = dict(size=32, feature_vis="body.1:0-5,body.3:0", feature_vis_steps=2,
+                   feature_vis_size=16)
+    build_report(tiny_net, None, gradient_image, tmp_path / "a", **options)
+    assert traced == ["body.1", "body.3"]
+    traced.clear()
+    build_report(tiny_net, None, gradient_image, tmp_path / "b", **options)
+    assert traced == []
+
+
 def test_feature_visualisation_gets_all_of_torchs_threads(tmp_path, monkeypatch, tiny_net,
                                                           gradient_image):
     """The forward pass leaves a core to the PNG encoders (core_left_for_png); minutes of

@@ -13,6 +13,7 @@ from torch import nn
 
 from conftest import TinyNet, hooks_left, needs_offline_weights
 from reportgen.errors import ReportError
+from reportgen.explain import featurevis, objectives
 from reportgen.explain.cache import (
     FeatureVisCache,
     default_cache_dir,
@@ -21,6 +22,7 @@ from reportgen.explain.cache import (
 from reportgen.explain.channels import parse_channel_specs
 from reportgen.explain.featurevis import (
     FeatureVisSettings,
+    PreparedLayer,
     Visualisation,
     batch_size_for,
     in_batches,
@@ -166,6 +168,32 @@ def test_batchnorm_is_folded_except_where_the_raw_output_is_needed() -> None:
         assert torch.allclose(folded(x), model(x), atol=1e-5)
     assert folded.get_submodule("3") is model[3]  # kept conv: the caller's own object
     assert isinstance(model[1], nn.BatchNorm2d) and folded.get_submodule("0") is not model[0]
+
+
+def test_objectives_are_values_and_a_prepared_layer_is_traced_once(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    traced = []
+    real = featurevis.fold_batchnorm
+    monkeypatch.setattr(featurevis, "fold_batchnorm",
+                        lambda *args, **kwargs: traced.append(1) or real(*args, **kwargs))
+    expected = visualise(model, "body.3", [5, 0, 2], batch_size=2, **QUICK)
+    assert len(traced) == 1  # one trace for the two batches of one call
+    settings = FeatureVisSettings.of(TINY, steps=QUICK["steps"], size=QUICK["size"])
+    traced.clear()
+    with PreparedLayer(model, "body.3") as prepared:
+        assert traced == []  # nothing traced before a channel is to be optimised
+        first = prepared.visualise([objectives.channel("body.3", 5)], settings)
+        rest = prepared.visualise([objectives.ChannelObjective("body.3", 0),
+                                   objectives.channel("body.3", 2)],
+                                  settings, batch_size=2)
+        with pytest.raises(ReportError, match="objective of layer stem"):
+            prepared.visualise([objectives.channel("stem", 0)], settings)
+    assert len(traced) == 1  # once for every call on the prepared layer
+    for made, want in zip(first + rest, expected, strict=True):
+        assert (made.layer, made.channel) == (want.layer, want.channel)
+        assert np.array_equal(made.picture, want.picture) and made.objective == want.objective
+    assert hooks_left(model) == [] and model.training
 
 
 def test_bad_layer_and_channel_are_one_line_errors() -> None:

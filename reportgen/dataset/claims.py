@@ -8,7 +8,7 @@ last one shown with images that are not shown.
 from __future__ import annotations
 
 from reportgen.dataset.layer import Ranking
-from reportgen.report.formatting import format_number
+from reportgen.formatting import format_number
 
 
 def ranking_note(ranking: Ranking, count: int, value: float) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reportgen.dataset.stats import ChannelStats, QuantileSample
+from reportgen.dataset.stats import ChannelStats, QuantileSample, picked
 from reportgen.dataset.topk import Locate, TopK, key_images, key_scores
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -229,16 +229,31 @@ class LayerState:
         it) or when the sample holds every image; otherwise from the sample, within the
         rank error of :func:`reportgen.dataset.stats.rank_error`.
         """
+        return self.percentiles([value], range(channel, channel + 1))[0]
+
+    def percentiles(self, values: Sequence[float],
+                    channels: Sequence[int] | None = None) -> list[float]:
+        """:meth:`percentile` of each channel (or of ``channels``) at its value, in one go."""
         count = self.stats.count
         if not count:
-            return math.nan
-        if self.constant(channel):
-            return math.nan  # every image ties: there is no rank to place the image at
-        scores = key_scores(self.top.keys[channel].cpu())
-        known = scores[key_images(self.top.keys[channel].cpu()) >= 0]
-        if len(known) == count or (len(known) == self.top.k and value > float(known[-1])):
-            return 100.0 * (count - int((known >= value).sum())) / count
-        return min(100.0, 100.0 * self.sample.share_below(channel, value))
+            return [math.nan] * len(values)
+        rows = picked(channels)
+        keys = self.top.keys.cpu()[rows]
+        scores, known = key_scores(keys), key_images(keys) >= 0
+        # As a Python number is compared with a float32 tensor: in float32 (the k-th best
+        # score below is compared in float64, as a Python float).
+        above = ((scores >= torch.tensor(values, dtype=scores.dtype)[:, None]) & known).sum(
+            dim=1).tolist()
+        found, last = known.sum(dim=1).tolist(), scores[:, -1].tolist()
+        sampled = self.sample.shares_below(values, channels)
+        # Every image ties (a dead channel): there is no rank to place the image at.
+        tied = ((self.stats.mins.cpu()[rows] == self.stats.maxs.cpu()[rows])
+                & (count > 1)).tolist()
+        return [math.nan if constant else 100.0 * (count - hits) / count
+                if many == count or (many == self.top.k and value > kth)
+                else min(100.0, 100.0 * share)
+                for value, many, hits, kth, share, constant in zip(
+                    values, found, above, last, sampled, tied, strict=True)]
 
     def to_state(self) -> dict[str, Any]:
         """Plain tensors and numbers, for ``torch.save`` / ``torch.load(weights_only=True)``."""

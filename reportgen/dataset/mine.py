@@ -32,13 +32,15 @@ from reportgen.dataset.stats import DEFAULT_SAMPLE_SIZE
 from reportgen.dataset.topk import MAX_DATASET_IMAGES
 from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
-from reportgen.forward.hooks import ConvHooks, conv_layers
+from reportgen.forward.hooks import ConvHooks, conv_layers, named_convs
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import DEFAULT_TOP_K
 from reportgen.progress import bar as progress_bar
 
-DEFAULT_CHECKPOINT_EVERY = 256
+#: Seconds of work a Ctrl-C can lose. A count of files is minutes on a CPU and a fraction of
+#: a second on a GPU; elapsed time is the same promise on both.
+DEFAULT_CHECKPOINT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,18 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
          options: MineOptions = MineOptions(), *, batch_size: int = 32, workers: int = 0,
          device: str | torch.device = "cpu", indices: Sequence[int] | None = None,
          state_file: Path | None = None, resume: bool = True,
-         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, model_id: str | None = None,
+         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+         checkpoint_every: int | None = None, model_id: str | None = None,
          progress: bool | None = None, decode: str = "cpu",
          on_batch: Callable[[MineProgress], None] | None = None) -> MineResult:
     """Run the model over ``files`` once and keep, per channel, its top-k images and stats.
 
     ``indices`` restricts the run to some files (global indices are kept, so partial results
     of disjoint index sets merge with :meth:`LayerState.merge`). With ``state_file``, the
-    run saves itself every ``checkpoint_every`` files and, with ``resume``, continues a
-    saved run of the same fingerprint; ``model_id`` names the weights so they need not be
+    run saves itself after the first batch that ends ``checkpoint_seconds`` after the last
+    save (or the start), or every ``checkpoint_every`` files when that is given (the same
+    checkpoints on any machine, for tests), and, with ``resume``, continues a saved run of
+    the same fingerprint; ``model_id`` names the weights so they need not be
     hashed. ``progress`` draws a tqdm bar on stderr (default: only when stderr is a TTY).
     Undecodable files are skipped; the run fails only when none decodes. ``decode`` is
     ``"cpu"`` (each file decoded in a DataLoader worker), ``"device"`` (JPEGs decoded in
@@ -116,11 +121,8 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     GPU).
     """
     started = time.perf_counter()
-    _check_options(options, len(files))
-    chosen = _chosen_layers(model, options.layers)
-    order = list(range(len(files)) if indices is None else indices)
-    if not order:
-        raise ReportError("The dataset selection is empty; there are no images to run.")
+    plan = RunPlan.of(model, files, options, indices)
+    chosen, order = plan.layers, plan.order
     torch_device = parse_device(device)
     decode = chosen_decode(decode, torch_device)
     fingerprint = ""
@@ -141,7 +143,7 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
     try:
         with moved_to(model, torch_device), ConvHooks(model, miner, chosen):
             model.eval()
-            last_saved = run.done
+            last_saved, saved_at = run.done, time.monotonic()
             for batch in _batches(files, preprocessing, order[run.done:], batch_size, workers,
                                   decode, torch_device):
                 miner.run(model, batch, files)
@@ -149,10 +151,12 @@ def mine(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing,
                 run.done += batch.count
                 count += 1
                 bar.update(batch.count)
-                if state_file is not None and (run.done - last_saved >= checkpoint_every):
+                due = (run.done - last_saved >= checkpoint_every if checkpoint_every
+                       else time.monotonic() - saved_at >= checkpoint_seconds)
+                if state_file is not None and due:
                     run.layers = miner.states()
                     save_state(state_file, run)
-                    last_saved = run.done
+                    last_saved, saved_at = run.done, time.monotonic()
                 if on_batch is not None:
                     on_batch(MineProgress(run.done, len(order), run.done - len(run.skipped),
                                           len(run.skipped), count))
@@ -180,26 +184,33 @@ def _batches(files: DatasetFiles, preprocessing: Preprocessing, indices: Sequenc
     return batches(files, preprocessing, indices, batch_size=batch_size, workers=workers)
 
 
-def _check_options(options: MineOptions, files: int) -> None:
-    if options.k < 1:
-        raise ReportError(f"--top-k must be at least 1, not {options.k}.")
-    if options.sample_size < 1:
-        raise ReportError(f"The quantile sample size must be at least 1, not "
-                          f"{options.sample_size}.")
-    if files > MAX_DATASET_IMAGES:
-        raise ReportError(f"A dataset run handles at most {MAX_DATASET_IMAGES:,} images, "
-                          f"not {files:,}.")
+@dataclass(frozen=True)
+class RunPlan:
+    """What a dataset pass will run, checked before it starts: the same for every engine
+    (the local one here, :mod:`reportgen.dataset.ray_engine`), so both refuse the same input
+    with the same line."""
 
+    layers: list[str]  # conv module paths, in forward order unless the options chose some
+    order: list[int]  # the files' global indices, in the order they are run
 
-def _chosen_layers(model: nn.Module, wanted: Sequence[str] | None) -> list[str]:
-    names = [name for name, _ in conv_layers(model)]
-    if not names:
-        raise ReportError(f"{type(model).__name__} has no Conv2d layer, so there is nothing to "
-                          "mine.")
-    if wanted is None:
-        return names
-    unknown = [name for name in wanted if name not in names]
-    if unknown:
-        raise ReportError(f"No conv layer named {', '.join(unknown)}; conv layers are "
-                          f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}.")
-    return list(wanted)
+    @classmethod
+    def of(cls, model: nn.Module, files: DatasetFiles, options: MineOptions,
+           indices: Sequence[int] | None = None) -> RunPlan:
+        if options.k < 1:
+            raise ReportError(f"--top-k must be at least 1, not {options.k}.")
+        if options.sample_size < 1:
+            raise ReportError(f"The quantile sample size must be at least 1, not "
+                              f"{options.sample_size}.")
+        if len(files) > MAX_DATASET_IMAGES:
+            raise ReportError(f"A dataset run handles at most {MAX_DATASET_IMAGES:,} images, not "
+                              f"{len(files):,}.")
+        names = [name for name, _ in conv_layers(model)]
+        if not names:
+            raise ReportError(f"{type(model).__name__} has no Conv2d layer, so there is "
+                              "nothing to mine.")
+        layers = names if options.layers is None else list(options.layers)
+        named_convs(model, layers)
+        order = list(range(len(files)) if indices is None else indices)
+        if not order:
+            raise ReportError("The dataset selection is empty; there are no images to run.")
+        return cls(layers, order)

@@ -47,8 +47,7 @@ from reportgen.dataset.mine import (
     MineOptions,
     MineProgress,
     MineResult,
-    _check_options,
-    _chosen_layers,
+    RunPlan,
 )
 from reportgen.dataset.stats import QuantileSample, priority
 from reportgen.errors import ReportError
@@ -108,11 +107,8 @@ def mine_ray(model: nn.Module, files: DatasetFiles, preprocessing: Preprocessing
     ray = import_ray()
     if batch_size < 1:
         raise ReportError(f"--batch-size must be at least 1, not {batch_size}.")
-    _check_options(options, len(files))
-    chosen = _chosen_layers(model, options.layers)
-    order = list(range(len(files)) if indices is None else indices)
-    if not order:
-        raise ReportError("The dataset selection is empty; there are no images to run.")
+    plan = RunPlan.of(model, files, options, indices)
+    chosen, order = plan.layers, plan.order
     torch_device = parse_device(device) if settings.address is None else torch.device(device)
     started = time.perf_counter()
     ours = not ray.is_initialized()

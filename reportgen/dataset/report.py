@@ -25,13 +25,14 @@ from reportgen.dataset.crops import write_crops
 from reportgen.dataset.files import DatasetFiles, list_dataset
 from reportgen.dataset.mine import MineOptions, MineResult, mine
 from reportgen.dataset.receptive import DEFAULT_START, ReceptiveField, receptive_fields
+from reportgen.dataset.record import DatasetSummary, LayerDataset
 from reportgen.dataset.state import state_path
 from reportgen.errors import ReportError
+from reportgen.forward.capture import Capture
 from reportgen.inputs.inputsize import check_input_size
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.options import BuildOptions, path_base_name
 from reportgen.pictures.pngio import PngWriter
-from reportgen.report.model import Capture, DatasetSummary, LayerDataset
 from reportgen.sitelayout import EXAMPLES_DIR, examples_json
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,7 @@ def dataset_layers(run: DatasetRun, captures: list[Capture], site: Path, writer:
                                              notes, strict=True)]
         (site / path).write_text(json.dumps(entries, sort_keys=True, separators=(",", ":"))
                                  + "\n", encoding="utf-8")
-        percentile = [round(state.percentile(channel, value), 2)
-                      for channel, value in enumerate(capture.stats.channel_max)]
+        percentile = [round(share, 2) for share in state.percentiles(capture.stats.channel_max)]
         layers[capture.name] = LayerDataset(path, layer_crops.examples, state.summaries(),
                                             percentile, layer_crops.receptive_field,
                                             layer_crops.sheet_sizes, layer_crops.inhibiting,
@@ -183,7 +183,7 @@ class DatasetExamples:
                               "out of --layers.")
 
     def run(self, context: LayerContext) -> dict[str, LayerDataset]:
-        if context.dataset is None:
+        if not isinstance(context.dataset, DatasetRun):
             return {}
         return dataset_layers(context.dataset, context.captures, context.site, context.writer,
                               context.options)

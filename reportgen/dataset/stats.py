@@ -44,6 +44,18 @@ def rank_error(sample_size: int, images: int, delta: float = 0.01) -> float:
     return math.sqrt(math.log(2 / delta) / (2 * sample_size))
 
 
+
+
+def picked(channels: Sequence[int] | None) -> slice | list[int]:
+    """Rows of a (C, ...) tensor: all (None) or a run (``range``) as a slice, which is a view
+    and costs no copy; any other choice of channels as a list, which indexing copies."""
+    if channels is None:
+        return slice(None)
+    if isinstance(channels, range) and channels.step == 1:
+        return slice(channels.start, channels.stop)
+    return list(channels)
+
+
 @dataclass
 class ChannelStats:
     """Exact count, float64 sum, min and max of the spatial maxima, per channel."""
@@ -161,7 +173,15 @@ class QuantileSample:
 
     def share_below(self, channel: int, value: float) -> float:
         """The fraction of sampled images whose score in ``channel`` is below ``value``."""
+        return self.shares_below([value], range(channel, channel + 1))[0]
+
+    def shares_below(self, values: Sequence[float],
+                     channels: Sequence[int] | None = None) -> list[float]:
+        """:meth:`share_below` of every channel (or of ``channels``) at its own value, in one
+        comparison (the values in the scores' dtype, as a Python number is compared)."""
         if not self.size:
-            return math.nan
-        column = self.scores[:self.size, channel]
-        return float((column < value).sum()) / self.size
+            return [math.nan] * len(values)
+        columns = self.scores[:self.size, picked(channels)]
+        limits = torch.tensor(values, dtype=columns.dtype)
+        below = (columns.cpu() < limits).sum(dim=0).tolist()
+        return [float(count) / self.size for count in below]

@@ -65,14 +65,16 @@ class TopK:
     def k(self) -> int:
         return int(self.keys.shape[1])
 
-    def update(self, scores: torch.Tensor, images: torch.Tensor, locate: Locate) -> TopK:
-        """Merge a batch: ``scores`` (B, C) spatial maxima of images ``images`` (B,).
+    def update(self, scores: torch.Tensor, images: torch.Tensor, locate: Locate,
+               keys: torch.Tensor | None = None) -> TopK:
+        """Merge a batch: ``scores`` (B, C) spatial maxima of images ``images`` (B,), whose
+        ``sort_keys`` a caller that made them already passes as ``keys`` (B, C).
 
         Positions are looked up only for the (few) candidates that make it into the top-k,
         so the per-batch cost is one (C, k + B) topk, not an argmax over every map.
         """
         k = self.k
-        batch = sort_keys(scores, images[:, None]).T  # (C, B)
+        batch = (sort_keys(scores, images[:, None]) if keys is None else keys).T  # (C, B)
         if not bool((batch > self.keys[:, -1:]).any()):
             return self  # nothing beats any channel's k-th best: the common case in long runs
         candidates = torch.cat([self.keys, batch], dim=1)

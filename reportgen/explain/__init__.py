@@ -1,11 +1,16 @@
 """Explaining what the convs respond to: feature visualisation and Grad-CAM attribution.
 
-Library only for now; the report and the CLI will call these.
+The report calls these through :mod:`reportgen.explain.report` (``--explain``,
+``--feature-vis``); they are a library of their own as well:
 
-* :func:`visualise` / :func:`visualise_cached`: per channel, the picture that maximises it.
+* :func:`visualise` / :func:`visualise_cached`: per channel, the picture that maximises it;
+  :class:`~reportgen.explain.featurevis.PreparedLayer` takes objective values
+  (:func:`reportgen.explain.objectives.channel`) batch after batch, the layer traced once.
 * :func:`parse_channel_specs`: ``LAYERGLOB:CHANNELS`` lists for choosing channels.
 * :func:`write_sprites` / :func:`feature_vis_entry`: pictures into sheets and the manifest.
-* :func:`attribute`: Grad-CAM and per-channel contributions of every layer, one pass.
+* :func:`attribute`: Grad-CAM and per-channel contributions of every layer, one pass;
+  :func:`~reportgen.explain.attribution.gather` is that pass, for other methods, and
+  :class:`~reportgen.explain.target.ClassTarget` the class it explains.
 """
 from reportgen.explain.attribution import (
                                            Attribution,

@@ -15,11 +15,14 @@ the same total size, arrive together at the end. Where BatchNorm follows a conv,
 keeps that output for the backward anyway, so keeping it costs nothing extra; where an
 in-place activation follows (VGG's ``ReLU(inplace=True)``) the activation gets a copy, one
 extra layer's worth. MobileNetV2 at 224x224, all 52 convs: 6,678,112 values, 25.5 MiB of
-activations and as much of gradients. Measured (benchmarks/explain_bench.py), peak RSS
-above the start: 74.7 MiB for :func:`attribute`, 74.1 MiB for a bare forward pass with
-autograd, 9.7 MiB for the report's inference-mode forward pass. Time, medians on the 2
-shared cores: 65 ms for :func:`attribute` against 16 ms for the inference-mode forward pass
-(two threads, quiet machine; 4x), 128 ms against 24 ms (one thread, load average 4).
+activations and as much of gradients. ``benchmarks/explain_bench.py attribution`` measures
+its memory and time against the report's forward pass; the figures are in the README
+(Performance).
+
+Gathering is one step (:func:`gather`: the target's score, every layer's output and its
+gradient) and each method is plain arithmetic on what it gathered (:func:`grad_cam`,
+:func:`contributions`), as Captum's layer methods share one gathering step: another method
+(say Grad-CAM++ or gradient x activation maps) is one more function of (A, dS/dA).
 
 An in-place op that no module announces (``F.relu(conv(x), inplace=True)`` in a custom
 ``forward``) is noticed afterwards from the output's version counter; the pass is then run
@@ -39,7 +42,8 @@ from torch import nn
 
 from reportgen.errors import ReportError
 from reportgen.explain.tap import untouched
-from reportgen.forward.hooks import ConvHooks, conv_layers, record_name
+from reportgen.explain.target import ClassTarget
+from reportgen.forward.hooks import ConvHooks, conv_layers, named_convs, record_name
 
 
 @dataclass(frozen=True)
@@ -78,35 +82,85 @@ class Attribution:
         raise KeyError(name)
 
 
+@dataclass(frozen=True)
+class LayerGradients:
+    """One conv call's output A and the class score's gradient dS/dA, each (C, H, W) float."""
+
+    layer: str  # as the report names it: module path, ``@N`` for a later call
+    activation: torch.Tensor = field(repr=False)
+    gradient: torch.Tensor = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What every attribution method reads, from one forward and one backward pass."""
+
+    class_index: int
+    class_label: str
+    score: float  # the class logit
+    layers: list[LayerGradients]  # in forward order
+
+
 def attribute(module: nn.Module, batch: torch.Tensor, *, layers: Sequence[str] | None = None,
-              target: int | str | None = None, categories: Sequence[str] | None = None,
+              target: ClassTarget | int | str | None = None,
+              categories: Sequence[str] | None = None,
               device: str | torch.device = "cpu") -> Attribution:
     """Grad-CAM and contributions of ``layers`` (conv module paths; all convs if None).
 
-    ``batch`` is one preprocessed image, (1, C, H, W); ``target`` a class index, a label from
-    ``categories``, or None for the top-1 class. One forward and one backward pass; no
-    parameter's ``.grad`` is computed or touched, and the model is left as it was found.
+    ``batch`` is one preprocessed image, (1, 3, H, W); ``target`` a :class:`ClassTarget`, or
+    what :meth:`ClassTarget.parse` takes: a class index, a label from ``categories``, or None
+    for the top-1 class. One forward and one backward pass; no parameter's ``.grad`` is
+    computed or touched, and the model is left as it was found.
     """
+    found = gather(module, batch, layers=layers, target=target, categories=categories,
+                   device=device)
+    results = []
+    for entry in found.layers:
+        cam, weights = grad_cam(entry.activation, entry.gradient)
+        results.append(LayerAttribution(
+            entry.layer, cam.cpu().numpy().astype(np.float32),
+            [float(v) for v in contributions(entry.activation, entry.gradient).tolist()],
+            [float(v) for v in weights.tolist()]))
+    return Attribution(found.class_index, found.class_label, found.score, results)
+
+
+def grad_cam(activation: torch.Tensor, gradient: torch.Tensor) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+    """(cam (H, W), channel weights (C,)): ``ReLU(sum_c w_c A_c)``, ``w_c`` = mean of dS/dA_c."""
+    with torch.no_grad():
+        weights = gradient.mean(dim=(1, 2))
+        return torch.einsum("c,chw->hw", weights, activation).clamp_min_(0), weights
+
+
+def contributions(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """(C,): each channel's ``sum over the map of A_c * dS/dA_c`` (gradient x activation)."""
+    with torch.no_grad():
+        return torch.einsum("chw,chw->c", activation, gradient)
+
+
+def gather(module: nn.Module, batch: torch.Tensor, *, layers: Sequence[str] | None = None,
+           target: ClassTarget | int | str | None = None,
+           categories: Sequence[str] | None = None,
+           device: str | torch.device = "cpu") -> Gathered:
+    """The target's score and, per layer, A and dS/dA: the one step all methods share."""
     if batch.dim() != 4 or batch.shape[0] != 1:
         raise ReportError(f"Attribution takes one image, a (1, C, H, W) batch, not "
                           f"{tuple(batch.shape)}.")
-    names = [name for name, _ in conv_layers(module)]
-    wanted = list(names if layers is None else layers)
-    unknown = [name for name in wanted if name not in names]
-    if unknown:
-        raise ReportError(f"'{unknown[0]}' is not a conv layer of {type(module).__name__}.")
+    wanted = [name for name, _ in conv_layers(module)] if layers is None else list(layers)
+    named_convs(module, wanted)
     with untouched(module, device) as model:
         run = _Run(model, wanted, clone_all=False)
         logits, kept = run(batch.to(device))
         if run.changed:  # an in-place op we could not see coming: redo, cloning every output
             run = _Run(model, wanted, clone_all=True)
             logits, kept = run(batch.to(device))
-        index, label = _target(logits, target, categories)
+        index, label = ClassTarget.parse(target).pick(logits, categories)
         score = logits[0, index]
         grads = run.gradients(score)
-    results = [_layer_result(name, output, grad) for (name, output), grad
-               in zip(kept, grads, strict=True)]
-    return Attribution(index, label, float(score.detach()), results)
+    with torch.no_grad():
+        gathered = [LayerGradients(name, output.detach()[0].float(), grad.detach()[0].float())
+                    for (name, output), grad in zip(kept, grads, strict=True)]
+    return Gathered(index, label, float(score.detach()), gathered)
 
 
 class _Run:
@@ -188,35 +242,6 @@ class _clone_before_inplace:
         if inputs and any(inputs[0] is output for output in self.run._graph_outputs):
             return (inputs[0].clone(), *inputs[1:])
         return None
-
-
-def _target(logits: torch.Tensor, target: int | str | None,
-            categories: Sequence[str] | None) -> tuple[int, str]:
-    classes = int(logits.shape[1])
-    if target is None:
-        index = int(logits[0].detach().argmax())
-    elif isinstance(target, str) and not target.strip().lstrip("-").isdigit():
-        if not categories or target not in categories:
-            raise ReportError(f"Unknown class '{target}'; give a class index or one of the "
-                              "model's category labels.")
-        index = list(categories).index(target)
-    else:
-        index = int(target)
-    if not 0 <= index < classes:
-        raise ReportError(f"Class index {index} is out of range; the model has {classes} classes.")
-    label = categories[index] if categories and index < len(categories) else f"class {index}"
-    return index, label
-
-
-def _layer_result(name: str, output: torch.Tensor, grad: torch.Tensor) -> LayerAttribution:
-    with torch.no_grad():
-        activation, gradient = output.detach()[0].float(), grad.detach()[0].float()
-        weights = gradient.mean(dim=(1, 2))
-        cam = torch.einsum("c,chw->hw", weights, activation).clamp_min_(0)
-        contributions = torch.einsum("chw,chw->c", activation, gradient)
-    return LayerAttribution(name, cam.cpu().numpy().astype(np.float32),
-                            [float(v) for v in contributions.tolist()],
-                            [float(v) for v in weights.tolist()])
 
 
 def _shape(value: object) -> str:

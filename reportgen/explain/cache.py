@@ -26,15 +26,16 @@ from reportgen.explain.featurevis import (
     CHANNELS_PER_BATCH,
     DEFAULT_LR,
     FeatureVisSettings,
+    PreparedLayer,
     Progress,
     Visualisation,
     visualise_with,
 )
+from reportgen.files import atomic_write
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import DEFAULT_FEATURE_VIS_SIZE, DEFAULT_FEATURE_VIS_STEPS
 from reportgen.pictures.pngio import encode_png
-from reportgen.publish.staging import atomic_write
 
 log = logging.getLogger(__name__)
 _FORMAT = 1  # of the entry files themselves
@@ -102,10 +103,11 @@ def visualise_cached(module: nn.Module, layer: str, channels: Sequence[int], *,
                      steps: int = DEFAULT_FEATURE_VIS_STEPS, size: int = DEFAULT_FEATURE_VIS_SIZE,
                      lr: float = DEFAULT_LR, seed: int = 0, rectify: bool = False,
                      batch_size: int = CHANNELS_PER_BATCH, device: str | torch.device = "cpu",
-                     threads: int | None = None,
-                     progress: Progress | None = None) -> list[Visualisation]:
+                     threads: int | None = None, progress: Progress | None = None,
+                     prepared: PreparedLayer | None = None) -> list[Visualisation]:
     """:func:`~reportgen.explain.featurevis.visualise`, computing only the channels the cache
-    lacks (all of them with ``use_cache=False``) and storing what it computed."""
+    lacks (all of them with ``use_cache=False``) and storing what it computed; ``prepared``
+    as for :func:`~reportgen.explain.featurevis.visualise_with`."""
     settings = FeatureVisSettings.of(preprocessing, steps=steps, size=size, lr=lr, seed=seed,
                                      rectify=rectify)
     cache = FeatureVisCache(cache_dir)
@@ -119,7 +121,8 @@ def visualise_cached(module: nn.Module, layer: str, channels: Sequence[int], *,
     missing = [c for c in dict.fromkeys(int(c) for c in channels) if c not in found]
     if missing:
         for made in visualise_with(module, layer, missing, settings, batch_size=batch_size,
-                                   device=device, threads=threads, progress=progress):
+                                   device=device, threads=threads, progress=progress,
+                                   prepared=prepared):
             cache.put(model_id, made, settings)
             found[made.channel] = made
     return [found[int(c)] for c in channels]

@@ -6,19 +6,14 @@ one batch (one image per channel, the loss is the sum of each image's own channe
 the forward pass stops at the layer (:mod:`.tap`), so a mid-network layer costs a fraction
 of the whole network per step.
 
-Cost (benchmarks/explain_bench.py, 2 CPU cores shared with other work): 16 channels of
-MobileNetV2 ``features.10.conv.1.0`` at the defaults (512 steps, 128 px, input 224) took
-13.5 s per channel with one torch thread (load average 3.6-4.2 from other work) and 40 s
-with two threads in the same conditions: every parallel region waits for a thread whose core
-is busy elsewhere. On a quiet machine a step cost 12 ms per image with two threads (6 s per
-channel) and 22 ms with one. Batches of 4 beat 16 per image (activations that fit the cache),
-and folding BatchNorm saved 20-37 % of each step.
+``benchmarks/explain_bench.py featurevis`` measures the cost; its figures (per channel, per
+thread count, batch sizes, what folding BatchNorm saves) are in the README (Performance).
 """
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +24,7 @@ from torch import nn
 
 from reportgen.errors import ReportError
 from reportgen.explain.folding import fold_batchnorm
+from reportgen.explain.objectives import ChannelObjective, channel
 from reportgen.explain.param import FourierImage
 from reportgen.explain.tap import LayerTap, layer_channels, split_layer, untouched
 from reportgen.explain.transforms import TRANSFORMS_VERSION, TransformSpec, apply, draw_matrices
@@ -137,32 +133,87 @@ def visualise(module: nn.Module, layer: str, channels: Sequence[int], *,
 def visualise_with(module: nn.Module, layer: str, channels: Sequence[int],
                    settings: FeatureVisSettings, *, batch_size: int = CHANNELS_PER_BATCH,
                    device: str | torch.device = "cpu", threads: int | None = None,
-                   progress: Progress | None = None) -> list[Visualisation]:
-    """:func:`visualise` with the settings as one object (what the cache keys on)."""
-    settings.check()
-    count = layer_channels(module, layer)
-    wanted = [int(c) for c in channels]
-    bad = [c for c in wanted if not 0 <= c < count]
-    if bad:
-        raise ReportError(f"Layer {layer} has channels 0-{count - 1}; {bad[0]} is out of range.")
-    if batch_size < 1:
-        raise ReportError(f"Batch size must be at least 1, not {batch_size}.")
-    say = progress or (lambda message: None)
-    pictures: list[np.ndarray] = []
-    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), _threads(threads), \
-            untouched(module, device) as model:
-        fast = fold_batchnorm(model, keep={split_layer(model, layer)[0]})
-        with LayerTap(fast, layer) as tap:
+                   progress: Progress | None = None,
+                   prepared: PreparedLayer | None = None) -> list[Visualisation]:
+    """:func:`visualise` with the settings as one object (what the cache keys on).
+
+    ``prepared``: the layer made ready once by a caller that visualises it in several calls
+    (then ``device`` and ``threads`` are the ones it was prepared with)."""
+    objectives = [channel(layer, c) for c in channels]
+    if prepared is not None:
+        return prepared.visualise(objectives, settings, batch_size=batch_size,
+                                  progress=progress)
+    with PreparedLayer(module, layer, device=device, threads=threads) as made:
+        return made.visualise(objectives, settings, batch_size=batch_size, progress=progress)
+
+
+class PreparedLayer:
+    """One layer made ready for feature visualisation once, for any number of batches.
+
+    The model on its device in eval mode, and its stand-in with BatchNorm folded (one
+    ``torch.fx`` trace, :mod:`.folding`), are made on the first call of :meth:`visualise`
+    and kept until the ``with`` block ends, which leaves the model as it was found (also
+    torch's random state and threads). Nothing is traced for a layer whose pictures all come
+    from the cache."""
+
+    def __init__(self, module: nn.Module, layer: str, *, device: str | torch.device = "cpu",
+                 threads: int | None = None) -> None:
+        self.module = module
+        self.layer = layer
+        self.device = torch.device(device)
+        self.threads = threads
+        self._stack = ExitStack()
+        self._models: tuple[nn.Module, nn.Module] | None = None  # (the model, its stand-in)
+
+    def __enter__(self) -> PreparedLayer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._models = None
+        self._stack.close()
+
+    def visualise(self, objectives: Sequence[ChannelObjective], settings: FeatureVisSettings,
+                  *, batch_size: int = CHANNELS_PER_BATCH,
+                  progress: Progress | None = None) -> list[Visualisation]:
+        """One :class:`Visualisation` per objective, in the order given."""
+        settings.check()
+        other = [o.layer for o in objectives if o.layer != self.layer]
+        if other:
+            raise ReportError(f"An objective of layer {other[0]} cannot be visualised with "
+                              f"layer {self.layer} prepared.")
+        count = layer_channels(self.module, self.layer)
+        wanted = [int(o.channel) for o in objectives]
+        bad = [c for c in wanted if not 0 <= c < count]
+        if bad:
+            raise ReportError(f"Layer {self.layer} has channels 0-{count - 1}; {bad[0]} is out "
+                              "of range.")
+        if batch_size < 1:
+            raise ReportError(f"Batch size must be at least 1, not {batch_size}.")
+        if not wanted:
+            return []
+        say = progress or (lambda message: None)
+        pictures: list[np.ndarray] = []
+        model, fast = self._ready()
+        with LayerTap(fast, self.layer) as tap:
             for start in range(0, len(wanted), batch_size):
-                batch = wanted[start:start + batch_size]
-                say(f"Feature visualisation of {layer}: channels {start + 1}-"
+                batch = list(objectives[start:start + batch_size])
+                say(f"Feature visualisation of {self.layer}: channels {start + 1}-"
                     f"{start + len(batch)} of {len(wanted)}, {settings.steps} steps")
-                pictures += list(_optimise(tap, batch, settings, torch.device(device)))
-        with LayerTap(model, layer) as tap:  # the caller's model itself says how well it did
-            objectives = _objectives(tap, pictures, wanted, settings, torch.device(device))
-    return [Visualisation(layer, c, p, o) for c, p, o
-            in zip(wanted, pictures, objectives, strict=True)]
+                pictures += list(_optimise(tap, batch, settings, self.device))
+        with LayerTap(model, self.layer) as tap:  # the caller's model says how well it did
+            achieved = _objectives(tap, pictures, wanted, settings, self.device)
+        return [Visualisation(self.layer, c, p, o) for c, p, o
+                in zip(wanted, pictures, achieved, strict=True)]
+
+    def _ready(self) -> tuple[nn.Module, nn.Module]:
+        if self._models is None:
+            devices = [self.device] if self.device.type == "cuda" else []
+            self._stack.enter_context(torch.random.fork_rng(devices=devices))
+            self._stack.enter_context(_threads(self.threads))
+            model = self._stack.enter_context(untouched(self.module, self.device))
+            fast = fold_batchnorm(model, keep={split_layer(model, self.layer)[0]})
+            self._models = model, fast
+        return self._models
 
 
 def batch_size_for(device: str | torch.device) -> int:
@@ -216,8 +267,9 @@ def channel_generator(seed: int, channel: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def _optimise(tap: LayerTap, channels: list[int], settings: FeatureVisSettings,
-              device: torch.device) -> np.ndarray:
+def _optimise(tap: LayerTap, objectives: list[ChannelObjective],
+              settings: FeatureVisSettings, device: torch.device) -> np.ndarray:
+    channels = [objective.channel for objective in objectives]
     generators = [channel_generator(settings.seed, c) for c in channels]
     image = FourierImage(generators, settings.size, device)
     spec = TransformSpec()

@@ -17,18 +17,24 @@ from PIL import Image
 from torch import nn
 
 from reportgen.analysis import LayerContext, ModelContext
-from reportgen.errors import ReportError
 from reportgen.explain.attribution import attribute, save_cam_png
 from reportgen.explain.cache import visualise_cached
 from reportgen.explain.channels import parse_channel_specs
-from reportgen.explain.featurevis import Visualisation, batch_size_for, in_batches
+from reportgen.explain.featurevis import (
+    PreparedLayer,
+    Visualisation,
+    batch_size_for,
+    in_batches,
+)
+from reportgen.explain.record import AttributionRecord, FeatureVisRecord
 from reportgen.explain.sprites import write_sprites
+from reportgen.explain.target import ClassTarget
+from reportgen.forward.capture import Capture
 from reportgen.forward.hooks import conv_layers
 from reportgen.inputs.preprocess import Preprocessing
 from reportgen.inputs.weightfiles import model_fingerprint
 from reportgen.options import BuildOptions
 from reportgen.progress import stage
-from reportgen.report.model import AttributionRecord, Capture, FeatureVisRecord
 from reportgen.sitelayout import cam_png
 
 log = logging.getLogger(__name__)
@@ -46,11 +52,9 @@ def check_feature_vis(options: BuildOptions, module: nn.Module, chosen: list[str
 
 
 def check_explain_target(target: str, categories: list[str] | None) -> None:
-    """Refuse an --explain label the model does not have, before the long stages."""
-    if target != "top" and not target.strip().lstrip("-").isdigit() and (
-            not categories or target not in categories):
-        raise ReportError(f"Unknown class '{target}'; give a class index or one of the "
-                          "model's category labels.")
+    """Refuse an --explain class the model does not have, before the long stages (parsed
+    once, as attribution will read it)."""
+    ClassTarget.parse(target).check(categories)
 
 
 def feature_visualisations(module: nn.Module, captures: list[Capture],
@@ -72,14 +76,20 @@ def feature_visualisations(module: nn.Module, captures: list[Capture],
         say(f"Feature visualisation of {len(channels)} channels of {layer} "
             f"({options.feature_vis_steps} steps) ...")
 
-        def run(chunk: list[int], size: int, layer: str = layer) -> list[Visualisation]:
+        # The layer is traced and its BatchNorm folded once, for all of its batches.
+        prepared = PreparedLayer(module, layer, device=options.device)
+
+        def run(chunk: list[int], size: int, layer: str = layer,
+                prepared: PreparedLayer = prepared) -> list[Visualisation]:
             return visualise_cached(
                 module, layer, chunk, preprocessing=preprocessing, fingerprint=fingerprint,
                 use_cache=options.cache, steps=options.feature_vis_steps,
                 size=options.feature_vis_size, seed=options.seed, rectify=options.rectify,
-                batch_size=size, device=options.device, progress=log.debug)
+                batch_size=size, device=options.device, progress=log.debug,
+                prepared=prepared)
 
-        with stage(f"Feature vis {layer}", len(channels), "channel", show_progress) as ticker:
+        with stage(f"Feature vis {layer}", len(channels), "channel", show_progress) as ticker, \
+                prepared:
             # One batch at a time, each cached as soon as it is done: Ctrl-C loses at most
             # the batch in flight, and the rerun continues from the cache (every channel has
             # its own seeded generator, so batching does not change a picture).
@@ -97,15 +107,10 @@ def attributions(module: nn.Module, batch: torch.Tensor, captures: list[Capture]
                  site: Path) -> dict[str, AttributionRecord]:
     """Grad-CAM and contributions of every captured layer, for the chosen class."""
     assert options.explain is not None
-    target: int | str | None = None
-    if options.explain != "top":
-        target = int(options.explain) if options.explain.isdigit() else options.explain
     modules = list(dict.fromkeys(capture.module_name for capture in captures))
-    try:
-        found = attribute(module, batch[:1], layers=modules, target=target,
-                          categories=categories, device=options.device)
-    except KeyError as error:
-        raise ReportError(f"--explain {options.explain}: no such class ({error}).") from None
+    found = attribute(module, batch[:1], layers=modules,
+                      target=ClassTarget.parse(options.explain), categories=categories,
+                      device=options.device)
     records = {}
     slugs = {capture.name: capture.slug for capture in captures}
     for layer in found.layers:

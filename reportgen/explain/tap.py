@@ -7,7 +7,6 @@ in every forward pass and in every backward pass.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -16,7 +15,7 @@ from torch import nn
 
 from reportgen.errors import ReportError
 from reportgen.forward.device import moved_to, parse_device
-from reportgen.forward.hooks import ConvHooks, conv_layers
+from reportgen.forward.hooks import ConvHooks, named_convs, parse_record_name
 
 
 class _Stop(Exception):
@@ -25,20 +24,13 @@ class _Stop(Exception):
 
 def split_layer(module: nn.Module, layer: str) -> tuple[str, int]:
     """``'name'`` or ``'name@N'`` (the N-th call of a conv used twice) -> (module path, N)."""
-    name, _, call = layer.partition("@")
-    names = [found for found, _ in conv_layers(module)]
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else (
-            f" The conv layers are {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}.")
-        raise ReportError(f"'{name}' is not a conv layer of {type(module).__name__}.{hint}")
-    if call and not (call.isdigit() and int(call) >= 1):
-        raise ReportError(f"'{layer}': the part after '@' must be a call number such as 2.")
-    return name, int(call) if call else 1
+    name, call = parse_record_name(layer)
+    named_convs(module, [name])
+    return name, call
 
 
 def layer_channels(module: nn.Module, layer: str) -> int:
-    return int(dict(conv_layers(module))[split_layer(module, layer)[0]].out_channels)
+    return int(named_convs(module, [parse_record_name(layer)[0]])[0].out_channels)
 
 
 @contextmanager

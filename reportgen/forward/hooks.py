@@ -7,13 +7,16 @@ output before the ReLU runs and keeps only what it derived from it.
 """
 from __future__ import annotations
 
+import difflib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from reportgen.errors import ReportError
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,21 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     """Every ``nn.Conv2d`` in the model (not only in ``features``), by its module path."""
     return [(name, module) for name, module in model.named_modules()
             if isinstance(module, nn.Conv2d)]
+
+
+def named_convs(model: nn.Module, names: Sequence[str]) -> list[nn.Conv2d]:
+    """The convs of these module paths, in the order given; the one refusal of a name that is
+    not a conv layer (attribution, feature visualisation and the dataset pass all say it so),
+    with the nearest names as a hint."""
+    convs = dict(conv_layers(model))
+    for name in names:
+        if name not in convs:
+            close = difflib.get_close_matches(name, list(convs), n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(close)}?" if close else (
+                f" The conv layers are {', '.join(list(convs)[:6])}"
+                f"{', ...' if len(convs) > 6 else ''}.")
+            raise ReportError(f"'{name}' is not a conv layer of {type(model).__name__}.{hint}")
+    return [convs[name] for name in names]
 
 
 #: Called with (layer name, call number starting at 1, module, output tensor). The module is
@@ -118,3 +136,15 @@ def _pair(values: tuple[int, ...] | int) -> tuple[int, int]:
 def record_name(name: str, call: int) -> str:
     """A module called twice is recorded twice: ``layer`` then ``layer@2``."""
     return name if call == 1 else f"{name}@{call}"
+
+
+def parse_record_name(recorded: str) -> tuple[str, int]:
+    """``layer`` -> (``layer``, 1), ``layer@N`` -> (``layer``, N): what :func:`record_name`
+    made, and nothing else (``layer@1`` and ``layer@x`` are refused)."""
+    name, at, call = recorded.partition("@")
+    if not at:
+        return name, 1
+    if not (call.isdigit() and int(call) >= 2):
+        raise ReportError(f"'{recorded}': the part after '@' must be a call number of 2 or "
+                          "more (layer@2 is a module's second call).")
+    return name, int(call)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from reportgen.errors import ReportError
+from reportgen.formatting import format_pair
 from reportgen.forward.features import FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvHooks, ConvSpec, conv_layers, record_name
 from reportgen.forward.selection import BLOCKS, block_names
@@ -18,7 +19,6 @@ from reportgen.inputs.inputsize import size_failures_explained
 from reportgen.inputs.modelinput import input_channels
 from reportgen.inputs.models import build_skeleton
 from reportgen.options import LAYER_TABLE_SIZE
-from reportgen.report.formatting import format_pair
 
 
 def conv_table(model: str, size: int = LAYER_TABLE_SIZE,

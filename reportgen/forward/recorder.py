@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reportgen.forward.capture import ActivationPicture, Capture, ImageActivation
 from reportgen.forward.features import FeatureSpec, FeatureView, feature_spec, read_feature_map
 from reportgen.forward.hooks import ConvSpec, record_name
 from reportgen.forward.stats import activation_stats, rounded
@@ -31,7 +32,6 @@ from reportgen.pictures.grids import (
 )
 from reportgen.pictures.pngio import PngWriter
 from reportgen.pictures.ranges import dataset_range, grey_levels, picture_range
-from reportgen.report.model import ActivationPicture, Capture, ImageActivation
 from reportgen.sitelayout import IMAGE_DIR, activation_png, new_slugs, slugify
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from reportgen.errors import ReportError
+from reportgen.forward.capture import Capture
 from reportgen.forward.device import laid_out, moved_to
 from reportgen.forward.hooks import ConvHooks
 from reportgen.forward.recorder import ActivationRecorder
@@ -15,7 +16,6 @@ from reportgen.inputs.inputsize import explain_failure
 from reportgen.inputs.models import LoadedModel
 from reportgen.options import BuildOptions
 from reportgen.pictures.pngio import PngWriter
-from reportgen.report.model import Capture
 
 
 @dataclass(frozen=True)

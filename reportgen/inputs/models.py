@@ -28,6 +28,7 @@ from reportgen.inputs import weightfiles as weightfiles
 from reportgen.inputs.checkpoints import fit_keys
 from reportgen.inputs.factories import resolve_factory
 from reportgen.inputs.modelspec import (
+    IN_MEMORY_WEIGHTS,
     OBJECT,
     TIMM,
     TORCHVISION,
@@ -45,10 +46,6 @@ _PRETRAINED_KWARGS: dict[str, dict[str, Any]] = {
     "googlenet": {"transform_input": True, "aux_logits": True, "init_weights": False},
     "inception_v3": {"transform_input": True, "aux_logits": True, "init_weights": False},
 }
-
-
-#: What the weights record says for a model passed in as a Python object.
-IN_MEMORY_WEIGHTS = "as given"
 
 
 @dataclass

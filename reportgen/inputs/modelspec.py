@@ -24,6 +24,8 @@ from reportgen.errors import ReportError
 TORCHVISION, TIMM, MODULE, FILE = "torchvision", "timm", "module", "file"
 #: The kind of a model passed in as a Python object (``build_report(model=my_net)``).
 OBJECT = "object"
+#: What the weights record says for a model passed in as a Python object.
+IN_MEMORY_WEIGHTS = "as given"
 TIMM_PREFIX = "timm:"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")

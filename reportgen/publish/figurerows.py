@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.publish.figure import (
+from reportgen.publish.figuredraw import (
     BAR_PAD_IN,
     BAR_WIDTH_IN,
     BOTTOM_IN,
@@ -25,15 +25,15 @@ from reportgen.publish.figure import (
     Figure,
     LayerPanel,
     Selection,
-    _bar_guess,
-    _bars_width,
-    _clim,
-    _extend,
-    _fit_bars,
-    _fit_text,
-    _how,
-    _style_bar,
-    _text_inches,
+    bar_guess,
+    bars_width,
+    colour_limits,
+    extend_of,
+    fit_bars,
+    fit_text,
+    how_scaled,
+    style_bar,
+    text_inches,
 )
 from reportgen.publish.figuresite import GradCam, ReportPictures
 
@@ -94,12 +94,12 @@ class _RowLayout:
     def of(cls, rows: list[ChannelRow], kinds: tuple[str, ...], width: float, shown: str,
            normalize: str, reserve: float | None) -> _RowLayout:
         if reserve is None:
-            reserve = max([SMALL_BAR_IN] + [_bar_guess(row.maps, True) for row in rows
+            reserve = max([SMALL_BAR_IN] + [bar_guess(row.maps, True) for row in rows
                                             if row.maps is not None])
         limit = 0.3 * width
-        label_size = min(_fit_text(row.label(), FONT_SIZE - 1, limit)[1] for row in rows)
-        labels = [_fit_text(row.label(), label_size, limit)[0] for row in rows]
-        label_width = max(_text_inches(label, label_size) for label in labels) + COLUMN_GAP_IN
+        label_size = min(fit_text(row.label(), FONT_SIZE - 1, limit)[1] for row in rows)
+        labels = [fit_text(row.label(), label_size, limit)[0] for row in rows]
+        label_width = max(text_inches(label, label_size) for label in labels) + COLUMN_GAP_IN
         first = rows[0]
         units: dict[str, float] = {}  # each panel's width in row heights, plus fixed inches
         fixed: dict[str, float] = {}
@@ -123,10 +123,10 @@ class _RowLayout:
         for kind in kinds:
             columns[kind] = (x, units[kind] * row_height + fixed[kind])
             x += columns[kind][1] + COLUMN_GAP_IN
-        said = ([f"map: {shown}", _how(normalize)] if "map" in kinds else []) + (
+        said = ([f"map: {shown}", how_scaled(normalize)] if "map" in kinds else []) + (
             [f"Grad-CAM for {first.cam.label}"] if first.cam is not None else [])
-        caption = _fit_text("; ".join(said), FONT_SIZE, width) if said else ("", FONT_SIZE)
-        headers = {kind: _fit_text(HEADERS[kind], FONT_SIZE - 1, columns[kind][1])
+        caption = fit_text("; ".join(said), FONT_SIZE, width) if said else ("", FONT_SIZE)
+        headers = {kind: fit_text(HEADERS[kind], FONT_SIZE - 1, columns[kind][1])
                    for kind in kinds}
         lines = max(text.count("\n") + 1 for text, _ in headers.values())
         above = (caption[0].count("\n") + 1) * LINE_IN if said else 0.0
@@ -151,7 +151,7 @@ def draw_rows(figure: Figure, rows: list[ChannelRow], kinds: tuple[str, ...], co
         figure.height = round(layout.height(len(rows)), 3)
         return (*_compose_rows(figure, rows, kinds, layout, colormap), layout.reserve)
 
-    return _fit_bars(compose)
+    return fit_bars(compose)
 
 
 def _compose_rows(figure: Figure, rows: list[ChannelRow], kinds: tuple[str, ...],
@@ -200,19 +200,19 @@ def _compose_rows(figure: Figure, rows: list[ChannelRow], kinds: tuple[str, ...]
                                                      resample=False, aspect="auto")
             elif kind == "gradcam" and row.cam is not None:
                 _draw_cam(axes(x, top, column_width, h), row.cam)
-    return canvas, _bars_width(agg, bars, figure.dpi)
+    return canvas, bars_width(agg, bars, figure.dpi)
 
 
 def _draw_map(canvas: Any, axes: Any, panel: LayerPanel, position: int, x: float, top: float,
               map_width: float, h: float, colormap: Any, width: float) -> tuple[Any, float]:
     """The channel's real values on the figure's colour scale, its colour bar beside it."""
-    vmin, vmax = _clim(panel, position)
+    vmin, vmax = colour_limits(panel, position)
     image = axes(x, top, map_width, h).imshow(panel.maps[position], cmap=colormap, vmin=vmin,
                                               vmax=vmax, interpolation="nearest",
                                               resample=False, aspect="auto")
     bar = canvas.colorbar(image, cax=axes(x + map_width + BAR_PAD_IN, top, BAR_WIDTH_IN, h),
-                          extend=_extend(panel, image))
-    _style_bar(bar)
+                          extend=extend_of(panel, image))
+    style_bar(bar)
     return bar, x + map_width
 
 

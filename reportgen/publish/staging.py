@@ -19,7 +19,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -179,22 +179,3 @@ def _swap_in(staging: Path, target: Path) -> None:
         retired.unlink()
     else:
         shutil.rmtree(retired, ignore_errors=True)
-
-
-def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """``write`` a temporary file beside ``target``, then rename it over ``target``.
-
-    A failure (a full disk, Ctrl-C) never leaves half a file under the user's name, and an
-    earlier file of that name stays as it was until the new one is complete.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
-                                         dir=target.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -7,45 +7,32 @@ drawn, a :class:`ReportRecord` once the predictions are in. Templates read these
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+# The parts that the forward pass and the analyses fill live beside the code that fills them
+# (below this layer); they are re-exported here, so the report model reads in one place.
+from reportgen.dataset.record import DatasetSummary as DatasetSummary
+from reportgen.dataset.record import LayerDataset as LayerDataset
+from reportgen.explain.record import AttributionRecord as AttributionRecord
+from reportgen.explain.record import FeatureVisRecord as FeatureVisRecord
+from reportgen.forward.capture import ActivationPicture as ActivationPicture
+from reportgen.forward.capture import Capture as Capture
+from reportgen.forward.capture import ImageActivation as ImageActivation
 from reportgen.forward.features import FeatureSpec
 from reportgen.forward.hooks import ConvSpec
 from reportgen.forward.stats import FLAT_FRACTION, ActivationStats, rank_channels
-from reportgen.inputs.models import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
+from reportgen.inputs.modelspec import IN_MEMORY_WEIGHTS as IN_MEMORY_WEIGHTS
 from reportgen.options import BuildOptions
 from reportgen.pictures import ranges
 from reportgen.pictures.grids import GridLayout
 from reportgen.sitelayout import layer_page
-
-if TYPE_CHECKING:  # the dataset package builds on this module; only its types are needed
-    from reportgen.dataset.crops import CroppedExample
-    from reportgen.dataset.layer import ChannelSummary
-    from reportgen.dataset.receptive import ReceptiveField
 
 #: A channel's address, LAYER:INDEX (``features.18.0:447``), as a regular expression: the
 #: pages carry it (``<html data-channel-address>``) for report.js and the single file's script.
 CHANNEL_ADDRESS = r"^(.+):([0-9]+)$"
 #: At most this many images side by side in one report.
 MAX_IMAGES = 16
-
-
-@dataclass(frozen=True)
-class ActivationPicture:
-    """A layer's maps tiled into one PNG (the grid the tiles are CSS crops of)."""
-
-    png: str  # site-relative path
-    layout: GridLayout
-    map_size: tuple[int, int]  # (height, width) of the real activation map
-    shrunk: bool  # area-averaged down to the tile cap
-    low: list[float]  # per channel: the value drawn black (or the colormap's low end)
-    high: list[float]  # ... and white; values outside were clipped
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) of the PNG."""
-        return self.layout.width, self.layout.height
 
 
 @dataclass(frozen=True)
@@ -60,92 +47,6 @@ class FilterPicture:
     scale: int  # kernel pixels per weight
     strongest_input: list[int] | None  # per filter, for the strongest-input view
     weight_stats: dict[str, float]
-
-
-@dataclass(frozen=True)
-class LayerDataset:
-    """What a dataset says about one layer: each channel's top and most inhibiting examples,
-    what their order may claim, and statistics."""
-
-    examples_json: str  # site-relative JSON file: per channel, {top, inhibiting, notes}
-    examples: list[list[CroppedExample]]  # per channel, best first
-    summaries: list[ChannelSummary]  # per channel: statistics of the spatial maxima
-    percentile: list[float]  # per channel: % of the dataset the report's image beats (NaN:
-    # no rank, every image ties)
-    receptive_field: ReceptiveField
-    sheets: dict[str, tuple[int, int]]  # each sprite sheet: src -> (width, height)
-    inhibiting: list[list[CroppedExample]] = field(default_factory=list)  # lowest minimum first
-    # per channel, what the top and the inhibiting order cannot claim (reportgen.dataset.claims)
-    notes: list[tuple[str | None, str | None]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FeatureVisRecord:
-    """A layer's feature visualisations: per channel (as a string key) its sprite crop."""
-
-    steps: int
-    size: int
-    channels: dict[str, dict[str, Any]]  # "<index>": {"crop": {src, x, y, width, height},
-    #                                                  "objective": float}
-    sheets: dict[str, tuple[int, int]]  # each sprite sheet's (width, height)
-
-
-@dataclass(frozen=True)
-class AttributionRecord:
-    """Why the model decided, at one layer: Grad-CAM and each channel's contribution."""
-
-    class_index: int
-    label: str
-    cam_png: str  # 16-bit grey PNG at the layer's map size: CAM / its max
-    map_size: tuple[int, int]
-    contribution: list[float]  # per channel: sum over the map of activation x gradient
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    """The dataset behind a report: where, how many images, which files were skipped."""
-
-    root: str  # the folder's (or list file's) name, never a full path
-    files: int
-    images: int  # decoded and used
-    skipped: list[tuple[str, str]]  # (dataset-relative path, reason)
-    top_k: int
-    sample_size: int  # images in the quantile sample
-    resumed_from: int  # files a saved state had done when this run started
-
-    @property
-    def score(self) -> str:
-        return "spatial max of the shown map"
-
-
-@dataclass(frozen=True)
-class ImageActivation:
-    """One input image's view of a layer: its grid picture and its numbers."""
-
-    png: str  # site-relative path
-    stats: ActivationStats
-
-    @property
-    def ranking(self) -> dict[str, list[int]]:
-        """This image's channels, most active first, by mean and by max (ties in index order):
-        the page sorts by these when the image is shown, as the manifest records them."""
-        return {"mean": rank_channels(self.stats.channel_mean),
-                "max": rank_channels(self.stats.channel_max)}
-
-
-@dataclass(frozen=True)
-class Capture:
-    """One conv call as the forward hook saw it (a :class:`LayerRecord` without filters)."""
-
-    index: int
-    name: str  # module path, with @N for the N-th call of a module used more than once
-    module_name: str
-    call: int
-    slug: str  # file-name-safe, unique
-    spec: ConvSpec | FeatureSpec  # a FeatureSpec for a layer that is not a convolution
-    stats: ActivationStats  # of the first image
-    activation: ActivationPicture  # of the first image; the range is shared by all images
-    images: list[ImageActivation]  # one per input image, the first one included
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from reportgen.formatting import format_number, format_pair
 from reportgen.pictures.colormaps import colorbar
 from reportgen.pictures.pngio import save_png
 from reportgen.report import views
-from reportgen.report.formatting import format_number, format_pair
 from reportgen.report.model import CHANNEL_ADDRESS, ReportRecord
 from reportgen.report.reproduce import reproduction
 from reportgen.sitelayout import (

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reportgen.errors import ReportError
+from reportgen.files import atomic_write
 from reportgen.publish.singlefile.assemble import assemble
-from reportgen.publish.staging import atomic_write
 from reportgen.sitelayout import INDEX, SINGLE_FILE
 
 __all__ = ["SINGLE_FILE", "WARN_BYTES", "SingleFile", "write_single_file"]
