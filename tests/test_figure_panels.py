@@ -97,7 +97,7 @@ def test_the_pictures_are_the_reports_own(site):
     data = json.loads((site / "manifest.json").read_text(encoding="utf-8"))
     layer = data["layers"][0]
     pictures = ReportPictures(manifests.read(site))
-    listed = json.loads((site / layer["examples"]).read_text(encoding="utf-8"))[1]
+    listed = json.loads((site / layer["examples"]).read_text(encoding="utf-8"))[1]["top"]
     shown = pictures.examples("features.0.0", 1, 3)
     assert len(shown) == 3
     for picture, example in zip(shown, listed, strict=False):

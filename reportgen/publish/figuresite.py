@@ -124,8 +124,11 @@ class ReportPictures:
         if name not in self._examples:
             path = self.site / self.layer(name)["examples"]
             try:
-                self._examples[name] = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
+                channels = json.loads(path.read_text(encoding="utf-8"))
+                # per channel {top, inhibiting, notes}; a report before schema 4, a list
+                self._examples[name] = [channel["top"] if isinstance(channel, dict)
+                                        else channel for channel in channels]
+            except (OSError, ValueError, KeyError, TypeError) as error:
                 raise ReportError(f"Cannot read the report's examples '{path}': {error}.") \
                     from None
         return self._examples[name]
