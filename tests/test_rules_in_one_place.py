@@ -14,11 +14,10 @@ from reportgen.dataset.mine import MineOptions, RunPlan, mine
 from reportgen.errors import ReportError
 from reportgen.explain.attribution import attribute
 from reportgen.explain.featurevis import visualise
-from reportgen.explain.report import check_explanations
+from reportgen.explain.report import check_explain_target
 from reportgen.explain.target import ClassTarget
 from reportgen.forward.hooks import parse_record_name, record_name
 from reportgen.inputs.preprocess import Preprocessing
-from reportgen.options import BuildOptions
 
 TINY = Preprocessing(resize=32, crop=32)
 FILES = DatasetFiles(Path("photos"), Path("photos"), ("a.png", "b.png"), "folder", 2)
@@ -79,12 +78,12 @@ def test_the_build_and_attribution_refuse_a_class_alike() -> None:
     model = TinyNet(classes=4).eval()
     x = torch.randn(1, 3, 16, 16)
     labels = ["ant", "bee", "cat", "dog"]
-    early = _message(lambda: check_explanations(BuildOptions(explain="cow"), model, [], labels))
+    early = _message(lambda: check_explain_target("cow", labels))
     late = _message(lambda: attribute(model, x, target="cow", categories=labels))
     assert early == late == ("Unknown class 'cow'; give a class index or one of the model's "
                              "category labels.")
-    check_explanations(BuildOptions(explain="cat"), model, [], labels)  # known: no error
-    check_explanations(BuildOptions(explain="7"), model, [], labels)  # range: after the pass
+    check_explain_target("cat", labels)  # known: no error
+    check_explain_target("7", labels)  # range: after the pass
     assert ClassTarget.parse("cat").pick(model(x), labels) == (2, "cat")
     assert "Class index -1 is out of range" in _message(
         lambda: ClassTarget.parse("-1").pick(model(x), labels))
