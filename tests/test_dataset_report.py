@@ -129,9 +129,9 @@ def test_the_library_without_an_image_shows_the_first_dataset_image_as_the_cli_d
         dataset, tmp_path):
     """build_report(..., dataset=...) with no image: the dataset's first, not the astronaut;
     without a dataset the astronaut stays the default picture."""
-    options = dict(size=SIZE, layers=LAYERS[:1], workers=0)
+    options = dict(size=SIZE, layers=LAYERS[:1])
     report = build_report(net(), None, site_dir=tmp_path / "s", dataset=dataset, top_k=2,
-                          limit=2, **options)
+                          limit=2, workers=0, **options)
     assert report.manifest["image"]["source"] == "face000.png"
     assert build_report(net(), None, site_dir=tmp_path / "t", **options).manifest["image"][
         "source"] == "astronaut"

@@ -56,6 +56,8 @@ class _Seen:
     peaks: _Found  # where the maxima are, for the maps that may enter the top-k
     troughs: torch.Tensor  # (B, C) float32 spatial minima of the conv output
     lows: _Found  # where the minima are, for the maps that may enter the bottom-k
+    keys: torch.Tensor  # (B, C) int64 top-k keys of the scores (made once per batch)
+    low_keys: torch.Tensor  # (B, C) the same of the negated minima
 
 
 class Miner:
@@ -131,17 +133,20 @@ class Miner:
         lows = low_columns.amin(dim=2)
         troughs = lows.float()
         slot = self.slots.get(recorded)
-        rows, channels = self._candidates(scores, self._threshold, slot)
+        # The keys, made once: they pick the maps worth locating and the merge reuses them.
+        keys = sort_keys(scores, self._images[:, None])
+        low_keys = sort_keys(-troughs, self._images[:, None])
+        rows, channels = self._candidates(keys, self._threshold, slot)
         positions = first_peaks(output, columns, peaks, rows, channels)
         if self.rectify:  # a rectified map whose maximum is <= 0 shows zeros: first is (0, 0)
             positions = torch.where(raw[rows, channels] > 0, positions, 0)
-        low_rows, low_channels = self._candidates(-troughs, self._low_threshold, slot)
+        low_rows, low_channels = self._candidates(low_keys, self._low_threshold, slot)
         low_positions = first_peaks(output, low_columns, lows, low_rows, low_channels)
         self._seen.append(_Seen(recorded, name, (int(output.shape[2]), int(output.shape[3])),
                                 scores, _Found(rows, channels, positions), troughs,
-                                _Found(low_rows, low_channels, low_positions)))
+                                _Found(low_rows, low_channels, low_positions), keys, low_keys))
 
-    def _candidates(self, scores: torch.Tensor, threshold: torch.Tensor,
+    def _candidates(self, keys: torch.Tensor, threshold: torch.Tensor,
                     slot: _Slot | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, channels) of the maps that can enter a ranking and so need a position.
 
@@ -151,9 +156,9 @@ class Miner:
         than it saved.
         """
         if slot is None or self.combined is None:
-            wanted = torch.ones_like(scores, dtype=torch.bool)
+            wanted = torch.ones_like(keys, dtype=torch.bool)
         else:
-            wanted = sort_keys(scores, self._images[:, None]) > threshold[slot.start:slot.stop]
+            wanted = keys > threshold[slot.start:slot.stop]
         rows, channels = wanted.nonzero(as_tuple=True)
         return rows, channels
 
@@ -177,7 +182,9 @@ class Miner:
                                     scores.shape)
         self.combined.update(scores, self._indices, priorities,
                              lambda rows, channels: positions[rows, channels], troughs,
-                             lambda rows, channels: low_positions[rows, channels])
+                             lambda rows, channels: low_positions[rows, channels],
+                             keys=(torch.cat([seen.keys for seen in self._seen], dim=1),
+                                   torch.cat([seen.low_keys for seen in self._seen], dim=1)))
         self._seen = []
 
     def _dense(self, found: list[tuple[str, _Found]], shape: torch.Size) -> torch.Tensor:

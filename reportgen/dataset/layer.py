@@ -97,12 +97,16 @@ class LayerState:
         return self.top.k - 1
 
     def update(self, scores: torch.Tensor, images: torch.Tensor, priorities: np.ndarray,
-               locate: Locate, troughs: torch.Tensor, locate_trough: Locate) -> None:
+               locate: Locate, troughs: torch.Tensor, locate_trough: Locate,
+               keys: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Add one batch: (B, C) spatial maxima and minima of the images with global indices
-        ``images``; ``locate`` and ``locate_trough`` find where they are."""
+        ``images``; ``locate`` and ``locate_trough`` find where they are. ``keys``: the top-k
+        keys of the maxima and of the negated minima, when the caller has made them already
+        (the miner's hooks do, to pick the maps worth locating)."""
         images_here = images.to(scores.device)
-        self.top = self.top.update(scores, images_here, locate)
-        self.bottom = self.bottom.update(-troughs, images_here, locate_trough)
+        top_keys, bottom_keys = keys if keys is not None else (None, None)
+        self.top = self.top.update(scores, images_here, locate, top_keys)
+        self.bottom = self.bottom.update(-troughs, images_here, locate_trough, bottom_keys)
         self.stats.update(scores)
         self.sample.update(priorities, images.cpu().numpy(), scores)
 
