@@ -47,7 +47,8 @@ test: install browser
 lint: install
 	$(VENV)/bin/ruff check reportgen tests benchmarks
 	$(VENV)/bin/mypy
-	# Imports point one way (base, inputs/pictures, forward, analyses, report, publish, app)
+	# Imports point one way (base, inputs/pictures, forward, analysis, analyses, report,
+# publish, app)
 	# and form no cycle; the layers and why are in the script.
 	$(PY) tests/layering.py
 
