@@ -48,7 +48,7 @@ lint: install
 	$(VENV)/bin/ruff check reportgen tests benchmarks
 	$(VENV)/bin/mypy
 	# Imports point one way (base, inputs/pictures, forward, analysis, analyses, report,
-# publish, app)
+	# publish, app)
 	# and form no cycle; the layers and why are in the script.
 	$(PY) tests/layering.py
 
